@@ -1,0 +1,310 @@
+"""Detection and classification with a loaded SPP-net: pure functions of (model, image, proposals).
+
+``Detector.detect`` follows SPEC sections 4 and 6 for a whole batch of images at once:
+
+1. per image, each window picks its scale (single mode: all at 688);
+2. per image and per scale that at least one window chose: resize, conv5 once;
+3. windows -> conv5 cells (``project_windows``) -> pyramid pooling (``roi_spp``);
+4. fc6/fc7 over all windows of all images in one pass, SVM scores, Platt confidences,
+   box regression from the pooled vectors;
+5. per image: decode and clip boxes, per-class NMS, at most ``max_per_class`` per class.
+
+Stage timings (ms) are measured around each step; in a batch they are the batch's times.
+No HTTP, no files, no logging here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+from app.model.preprocess import image_to_tensor, resize_to_scale
+from app.model.store import SppModel
+from app.ops.boxes import choose_scale_per_window, decode_boxes
+from app.ops.spp import project_windows, roi_spp
+
+ScaleMode = Literal["single", "multi"]
+#: Stage names, in pipeline order, as reported in ``DetectionResult.timings_ms``.
+STAGES = ("resize", "conv5", "pooling", "fc", "svm", "regression", "nms")
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Per-request detection options; ``None`` means the model manifest's default."""
+
+    scales: ScaleMode = "single"
+    nms_iou: float | None = None
+    max_per_class: int | None = None
+    min_confidence: float = 0.0
+    class_ids: tuple[int, ...] | None = None
+    max_detections: int | None = None
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object, box in the input image's pixel frame."""
+
+    label: str
+    class_id: int  # index into the model's classes, 0-based (background is not a class)
+    score: float  # raw SVM score
+    confidence: float  # Platt-calibrated probability in [0, 1]
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+
+
+@dataclass
+class DetectionResult:
+    """Everything ``detect`` found in one image."""
+
+    detections: list[Detection]
+    num_proposals: int
+    scales_used: list[int]
+    width: int
+    height: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class of a whole-image classification."""
+
+    label: str
+    class_id: int
+    probability: float
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"auto"`` -> CUDA when present, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Detector:
+    """Runs a loaded :class:`SppModel` on one device."""
+
+    def __init__(self, model: SppModel, device: str | torch.device | None = None) -> None:
+        self.device = resolve_device(device)
+        self.model = model
+        self.net = model.net.to(self.device).eval()
+        self._stages: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self._stages[stage] += (time.perf_counter() - start) * 1000.0
+
+    def scales_for(self, mode: ScaleMode) -> tuple[int, ...]:
+        """The scale set of ``mode`` from the manifest."""
+        config = self.model.manifest.detection
+        if mode == "single":
+            return (config.single_scale,)
+        if mode == "multi":
+            return tuple(config.multi_scales)
+        raise ValueError(f"expected scales 'single' or 'multi', got {mode!r}")
+
+    @torch.inference_mode()
+    def pooled_windows(
+        self, image: np.ndarray, boxes: Tensor, scales: Sequence[int]
+    ) -> tuple[Tensor, list[int]]:
+        """Pyramid-pooled conv5 vectors of ``boxes``, each at the scale it chose.
+
+        Args:
+            image (ndarray[H, W, 3] uint8): RGB image.
+            boxes (Tensor[N, 4]): windows in the image's pixel frame (on any device).
+
+        Returns:
+            ``(Tensor[N, D], scales_used)``: conv5 is computed once per used scale only.
+        """
+        height, width = image.shape[:2]
+        config = self.model.manifest.detection
+        levels = self.model.manifest.model.levels
+        boxes = boxes.to(self.device)
+        choice = choose_scale_per_window(boxes, scales, min(height, width))  # [N]
+        pooled = torch.empty(
+            (len(boxes), self.model.manifest.model.spp_dim), dtype=torch.float32, device=self.device
+        )
+        used = sorted(set(choice.tolist()))
+        for index in used:
+            with self._timed("resize"):
+                resized, fx, fy = resize_to_scale(image, scales[index], config.max_long_side)
+                x = image_to_tensor(resized, self.model.manifest.preprocess, self.device)
+            with self._timed("conv5"):
+                conv5 = self.net.trunk(x)  # [1, C, H5, W5]
+            with self._timed("pooling"):
+                picked = (choice == index).nonzero().squeeze(1)
+                factors = torch.tensor([fx, fy, fx, fy], device=self.device)
+                cells = project_windows(boxes[picked] * factors, tuple(conv5.shape[-2:]))
+                regions = torch.cat([torch.zeros_like(cells[:, :1]), cells], dim=1)  # [n, 5]
+                pooled[picked] = roi_spp(conv5, regions, levels).float()
+        return pooled, [scales[i] for i in used]
+
+    @torch.inference_mode()
+    def detect(
+        self,
+        images: Sequence[np.ndarray],
+        proposals: Sequence[np.ndarray],
+        options: DetectOptions | Sequence[DetectOptions] = DetectOptions(),
+    ) -> list[DetectionResult]:
+        """Detect objects in a batch of images.
+
+        Args:
+            images: RGB uint8 arrays ``[H, W, 3]``.
+            proposals: per image, ``ndarray[N, 4]`` float windows ``(x1, y1, x2, y2)``.
+            options: one :class:`DetectOptions` for all images, or one per image.
+
+        Returns:
+            One :class:`DetectionResult` per image, detections sorted by confidence.
+        """
+        if len(images) != len(proposals):
+            raise ValueError(f"got {len(images)} images but {len(proposals)} proposal arrays")
+        per_image = [options] * len(images) if isinstance(options, DetectOptions) else list(options)
+        if len(per_image) != len(images):
+            raise ValueError(f"got {len(images)} images but {len(per_image)} options")
+        self._stages = defaultdict(float)
+        boxes = [
+            torch.as_tensor(np.asarray(p, dtype=np.float32).reshape(-1, 4), device=self.device)
+            for p in proposals
+        ]
+        chunks, scales_used = [], []
+        for image, window_boxes, opts in zip(images, boxes, per_image, strict=True):
+            pooled, used = self.pooled_windows(image, window_boxes, self.scales_for(opts.scales))
+            chunks.append(pooled)
+            scales_used.append(used)
+        pooled_all = torch.cat(chunks)  # [sum N, D]
+        with self._timed("fc"):
+            fc7 = self.net.det_head(pooled_all)  # [sum N, F]
+        with self._timed("svm"):
+            scores = self.net.svm(fc7)  # [sum N, K]
+            confidences = self.net.platt(scores)
+        with self._timed("regression"):
+            deltas = self.net.bbox(pooled_all)  # [sum N, K, 4]
+        results = []
+        offset = 0
+        with self._timed("nms"):
+            for image, window_boxes, opts, used in zip(
+                images, boxes, per_image, scales_used, strict=True
+            ):
+                n = len(window_boxes)
+                window = slice(offset, offset + n)
+                offset += n
+                detections = self._postprocess(
+                    image.shape[:2], window_boxes, scores[window], confidences[window],
+                    deltas[window], opts,
+                )
+                results.append(
+                    DetectionResult(
+                        detections=detections,
+                        num_proposals=n,
+                        scales_used=used,
+                        width=image.shape[1],
+                        height=image.shape[0],
+                    )
+                )
+        timings = {stage: round(self._stages.get(stage, 0.0), 3) for stage in STAGES}
+        for result in results:
+            result.timings_ms = dict(timings)
+        return results
+
+    def _postprocess(
+        self,
+        image_size: tuple[int, int],
+        proposals: Tensor,
+        scores: Tensor,
+        confidences: Tensor,
+        deltas: Tensor,
+        options: DetectOptions,
+    ) -> list[Detection]:
+        """Per-class decoding, clipping, NMS and capping for one image.
+
+        ``proposals [N, 4]``, ``scores [N, K]``, ``confidences [N, K]``, ``deltas [N, K, 4]``.
+        """
+        config = self.model.manifest.detection
+        classes = self.model.classes
+        height, width = image_size
+        keep = scores >= config.min_score  # [N, K]
+        if options.class_ids is not None:
+            allowed = torch.zeros(len(classes), dtype=torch.bool, device=scores.device)
+            allowed[list(options.class_ids)] = True
+            keep &= allowed
+        window_idx, class_idx = keep.nonzero(as_tuple=True)
+        if len(window_idx) == 0:
+            return []
+        boxes = decode_boxes(deltas[window_idx, class_idx], proposals[window_idx])
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width - 1)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height - 1)
+        kept_scores = scores[window_idx, class_idx]
+        kept_conf = confidences[window_idx, class_idx]
+        nms_iou = config.nms_iou if options.nms_iou is None else options.nms_iou
+        order = batched_nms(boxes, kept_scores, class_idx, nms_iou)  # sorted by score
+        per_class = config.max_per_class if options.max_per_class is None else options.max_per_class
+        counts: dict[int, int] = defaultdict(int)
+        detections = []
+        for i in order.tolist():
+            k = int(class_idx[i])
+            confidence = float(kept_conf[i])
+            if counts[k] >= per_class:
+                continue
+            counts[k] += 1
+            if confidence < options.min_confidence:
+                continue
+            x1, y1, x2, y2 = (float(v) for v in boxes[i])
+            detections.append(
+                Detection(
+                    label=classes[k],
+                    class_id=k,
+                    score=float(kept_scores[i]),
+                    confidence=confidence,
+                    box=(x1, y1, x2, y2),
+                )
+            )
+        detections.sort(key=lambda d: (-d.confidence, -d.score))
+        if options.max_detections is not None:
+            detections = detections[: options.max_detections]
+        return detections
+
+    @torch.inference_mode()
+    def classify(self, images: Sequence[np.ndarray], top_k: int = 5) -> list[list[Prediction]]:
+        """Whole-image classification through full-image SPP (SPEC section 6).
+
+        Each image is resized so its shorter side is the manifest's ``classify_size``.
+        Returns, per image, the ``top_k`` classes, most probable first.
+        """
+        manifest = self.model.manifest
+        k = max(1, min(top_k, len(manifest.classes)))
+        results = []
+        for image in images:
+            resized, _, _ = resize_to_scale(
+                image, manifest.preprocess.classify_size, manifest.detection.max_long_side
+            )
+            x = image_to_tensor(resized, manifest.preprocess, self.device)
+            probabilities = torch.softmax(self.net.classify_logits(x)[0].float(), dim=0)
+            top = torch.topk(probabilities, k)
+            results.append(
+                [
+                    Prediction(label=manifest.classes[c], class_id=int(c), probability=float(p))
+                    for p, c in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+                ]
+            )
+        return results
+
+    def warm_up(self) -> None:
+        """Run one small detection and classification so the first request is not slow."""
+        rng = np.random.default_rng(0)
+        image = rng.integers(0, 256, size=(64, 80, 3), dtype=np.uint8)
+        boxes = np.array([[0, 0, 40, 40], [10, 5, 70, 60]], dtype=np.float32)
+        self.detect([image], [boxes])
+        self.classify([image], top_k=1)

@@ -1,0 +1,46 @@
+"""The whole SPP-net: ZF-5 trunk, classification head and detection heads."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from app.model.config import ModelConfig
+from app.model.heads import BoxRegressor, FcHead, PlattCalibration, SvmScorer
+from app.model.zf5 import ZF5Trunk
+from app.ops.spp import spatial_pyramid_pool
+
+
+class SppNet(nn.Module):
+    """ZF-5 SPP-net with both heads of SPEC section 6.
+
+    * ``trunk``: conv1..conv5 (frozen after classification pre-training).
+    * ``cls_head`` + ``cls_fc8``: classification (full-image SPP, softmax over K classes).
+    * ``det_head``: fc6/fc7 fine-tuned on windows; ``det_fc8`` is the (K+1)-way layer used only
+      while fine-tuning (background = 0) and is kept so fine-tuning can resume.
+    * ``svm``, ``bbox``, ``platt``: per-class scoring, box regression and calibration.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim, fc, k = config.spp_dim, config.fc_dim, config.num_classes
+        self.trunk = ZF5Trunk(config)
+        self.cls_head = FcHead(dim, fc, config.dropout)
+        self.cls_fc8 = nn.Linear(fc, k)
+        self.det_head = FcHead(dim, fc, config.dropout)
+        self.det_fc8 = nn.Linear(fc, k + 1)
+        self.svm = SvmScorer(k, fc)
+        self.bbox = BoxRegressor(k, dim)
+        self.platt = PlattCalibration(k)
+
+    def classify_logits(self, images: Tensor) -> Tensor:
+        """Full-image SPP classification.
+
+        Args:
+            images (Tensor[B, 3, H, W]): preprocessed images (any H, W >= 16).
+
+        Returns:
+            Tensor[B, K]: class logits (softmax gives probabilities).
+        """
+        pooled = spatial_pyramid_pool(self.trunk(images), self.config.levels)  # [B, D]
+        return self.cls_fc8(self.cls_head(pooled))
