@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from app.evaluation.voc_ap import (
 from app.training.voc import VocAnnotation, VocDataset
 
 
-def _ann(image_id: str, boxes: list[list[float]], labels: list[str],
+def _ann(image_id: str, boxes: Sequence[Sequence[float]], labels: list[str],
          difficult: list[bool] | None = None) -> VocAnnotation:
     n = len(labels)
     return VocAnnotation(
@@ -29,7 +30,7 @@ def _ann(image_id: str, boxes: list[list[float]], labels: list[str],
     )
 
 
-def _det(image_id: str, label: str, score: float, box: list[float]) -> dict[str, object]:
+def _det(image_id: str, label: str, score: float, box: Sequence[float]) -> dict[str, object]:
     return {"image_id": image_id, "label": label, "score": score, "box": box}
 
 
