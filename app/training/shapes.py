@@ -368,11 +368,14 @@ def _photo_paths() -> list[Path]:
 @lru_cache(maxsize=1)
 def _photos() -> tuple[np.ndarray, ...]:
     """The background photographs as BGR uint8 arrays (loaded once per process)."""
+    from PIL import Image  # decodes these PNGs without libpng's iCCP warnings on stderr
+
     images = []
     for path in _photo_paths():
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is not None and min(image.shape[:2]) >= 64:
-            images.append(image)
+        with Image.open(path) as photo:
+            rgb = np.asarray(photo.convert("RGB"))
+        if min(rgb.shape[:2]) >= 64:
+            images.append(np.ascontiguousarray(rgb[:, :, ::-1]))  # RGB -> BGR
     if not images:
         logger.warning("no background photographs found; using procedural backgrounds only")
     return tuple(images)
