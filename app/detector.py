@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
@@ -33,6 +33,8 @@ from app.ops.boxes import choose_scale_per_window, decode_boxes
 from app.ops.spp import project_windows, roi_spp
 
 ScaleMode = Literal["single", "multi"]
+#: ``(image, scale) -> (conv5 Tensor[1, C, H5, W5], fx, fy)``; lets training serve conv5 from a cache.
+Conv5Fn = Callable[[np.ndarray, int], tuple[Tensor, float, float]]
 #: Stage names, in pipeline order, as reported in ``DetectionResult.timings_ms``.
 STAGES = ("resize", "conv5", "pooling", "fc", "svm", "regression", "nms")
 
@@ -117,33 +119,49 @@ class Detector:
         raise ValueError(f"expected scales 'single' or 'multi', got {mode!r}")
 
     @torch.inference_mode()
+    def conv5_at_scale(self, image: np.ndarray, scale: int) -> tuple[Tensor, float, float]:
+        """Resize ``image`` (RGB uint8 ``[H, W, 3]``) to ``scale`` and run the trunk.
+
+        Returns ``(Tensor[1, C, H5, W5], fx, fy)``, the factors mapping original pixels to
+        the resized image.
+        """
+        config = self.model.manifest.detection
+        with self._timed("resize"):
+            resized, fx, fy = resize_to_scale(image, scale, config.max_long_side)
+            x = image_to_tensor(resized, self.model.manifest.preprocess, self.device)
+        with self._timed("conv5"):
+            conv5 = self.net.trunk(x)
+        return conv5, fx, fy
+
+    @torch.inference_mode()
     def pooled_windows(
-        self, image: np.ndarray, boxes: Tensor, scales: Sequence[int]
+        self,
+        image: np.ndarray,
+        boxes: Tensor,
+        scales: Sequence[int],
+        conv5_fn: Conv5Fn | None = None,
     ) -> tuple[Tensor, list[int]]:
-        """Pyramid-pooled conv5 vectors of ``boxes``, each at the scale it chose.
+        """Pyramid-pooled conv5 vectors of ``boxes``, each at the scale it chose (SPEC 3, 4).
 
         Args:
             image (ndarray[H, W, 3] uint8): RGB image.
-            boxes (Tensor[N, 4]): windows in the image's pixel frame (on any device).
+            boxes (Tensor[N, 4]): windows in the image's pixel frame.
+            scales: the scale set; each window picks one (a single scale: all windows).
+            conv5_fn: where conv5 comes from; :meth:`conv5_at_scale` by default.
 
         Returns:
-            ``(Tensor[N, D], scales_used)``: conv5 is computed once per used scale only.
+            ``(Tensor[N, D] float32, scales_used)``: conv5 is computed once per used scale only.
         """
         height, width = image.shape[:2]
-        config = self.model.manifest.detection
         levels = self.model.manifest.model.levels
-        boxes = boxes.to(self.device)
+        boxes = boxes.to(self.device, torch.float32)
         choice = choose_scale_per_window(boxes, scales, min(height, width))  # [N]
         pooled = torch.empty(
             (len(boxes), self.model.manifest.model.spp_dim), dtype=torch.float32, device=self.device
         )
         used = sorted(set(choice.tolist()))
         for index in used:
-            with self._timed("resize"):
-                resized, fx, fy = resize_to_scale(image, scales[index], config.max_long_side)
-                x = image_to_tensor(resized, self.model.manifest.preprocess, self.device)
-            with self._timed("conv5"):
-                conv5 = self.net.trunk(x)  # [1, C, H5, W5]
+            conv5, fx, fy = (conv5_fn or self.conv5_at_scale)(image, scales[index])
             with self._timed("pooling"):
                 picked = (choice == index).nonzero().squeeze(1)
                 factors = torch.tensor([fx, fy, fx, fy], device=self.device)

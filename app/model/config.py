@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
+_STRICT = ConfigDict(extra="forbid")
 
 #: ZF-5 conv widths at width multiplier 1.0 (SPEC section 1): conv1 .. conv5.
 ZF5_CHANNELS: tuple[int, int, int, int, int] = (96, 256, 384, 384, 256)

@@ -281,3 +281,14 @@ def build_random_model(
     )
     net.eval().requires_grad_(False)
     return SppModel(manifest=manifest, net=net)
+
+
+#: The model used when none is named (the embedded default, trained by ``spp train all``).
+DEFAULT_MODEL_NAME = "zf5-shapes"
+
+
+def default_store_dir() -> Path:
+    """``$MODEL_STORE`` when set, else the repository's ``model_store/``."""
+    import os
+
+    return Path(os.environ.get("MODEL_STORE") or Path(__file__).resolve().parents[2] / "model_store")

@@ -1,0 +1,122 @@
+"""``spp eval``: run a model (or read a detections file) over a VOC split and score it.
+
+Writes ``<out>/report.json`` (per-class AP, mAP, proposal recall at IoU 0.5 and 0.7, settings)
+and precision-recall plots; with ``record`` the summary is also stored in the model's
+manifest under ``metrics`` (the weights, and so their checksum, are untouched).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from app.detector import DetectOptions, Detector, ScaleMode
+from app.evaluation.plots import plot_precision_recall
+from app.evaluation.recall import ProposalRecall, proposal_recall_for_annotations
+from app.evaluation.report import build_report, write_report
+from app.evaluation.voc_ap import evaluate_detections, load_detections_json
+from app.model.store import MANIFEST_FILE, load_model, read_manifest
+from app.training.proposal_cache import dataset_proposals
+from app.training.voc import VocDataset
+
+log = logging.getLogger(__name__)
+
+
+def detect_split(
+    detector: Detector, dataset: VocDataset, proposals: dict[str, Any], scales: ScaleMode,
+    *, progress: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """All detections of ``dataset`` as the documented JSON records, plus mean stage timings (ms)."""
+    options = DetectOptions(scales=scales, min_confidence=0.0)
+    records: list[dict[str, Any]] = []
+    totals: dict[str, float] = {}
+    for image_id in tqdm(dataset.ids, desc=f"detect ({scales})", disable=not progress):
+        [result] = detector.detect([dataset.load_rgb(image_id)], [proposals[image_id]], options)
+        for stage, ms in result.timings_ms.items():
+            totals[stage] = totals.get(stage, 0.0) + ms
+        records.extend(
+            {"image_id": image_id, "label": d.label, "score": d.score, "box": list(d.box)}
+            for d in result.detections
+        )
+    mean = {stage: round(ms / max(1, len(dataset.ids)), 2) for stage, ms in totals.items()}
+    return records, mean
+
+
+def evaluate(
+    *,
+    voc_root: Path,
+    split: str,
+    store: Path,
+    model_name: str | None,
+    detections_file: Path | None,
+    scales: ScaleMode,
+    out_dir: Path,
+    device: str | None = None,
+    record: bool = False,
+    limit: int | None = None,
+    workers: int = 2,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a model or a detections file on ``voc_root``/``split``; returns the report."""
+    dataset = VocDataset(voc_root, split)
+    if limit is not None:
+        dataset.ids = dataset.ids[:limit]
+    annotations = {i: dataset.annotation(i) for i in dataset.ids}
+    settings: dict[str, Any] = {
+        "voc_root": str(voc_root), "split": split, "images": len(dataset.ids),
+        "command": shlex.join(["spp", *sys.argv[1:]]),
+    }
+    recall: ProposalRecall | None = None
+    if detections_file is not None:
+        detections = load_detections_json(detections_file)
+        classes = list(dataset.classes)
+        settings["detections_file"] = str(detections_file)
+    else:
+        assert model_name is not None
+        model = load_model(store, model_name)
+        detector = Detector(model, device)
+        classes = model.classes
+        started = time.perf_counter()
+        proposals = dataset_proposals(
+            dataset, model.manifest.proposals, voc_root / "cache", ids=dataset.ids, workers=workers,
+            progress=progress,
+        )
+        recall = proposal_recall_for_annotations(proposals, annotations)
+        detections, stage_ms = detect_split(detector, dataset, proposals, scales, progress=progress)
+        settings.update(
+            model=model.name, version=model.version, scales=scales, device=str(detector.device),
+            mean_stage_ms=stage_ms, seconds=round(time.perf_counter() - started, 1),
+        )
+    result = evaluate_detections(detections, annotations, classes)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot = plot_precision_recall(result, out_dir / "precision_recall.png")
+    report = build_report(result, recall=recall, settings=settings, plots={"precision_recall": plot.name})
+    summary = {
+        "map": report["detection"]["map"],
+        "ap": report["detection"]["ap"],
+        "proposal_recall": report["proposal_recall"]["recall"] if recall else None,
+        "images": len(dataset.ids),
+        "scales": scales if detections_file is None else None,
+    }
+    report["summary"] = summary
+    write_report(out_dir / "report.json", report)
+    if record and model_name is not None:
+        _record_metrics(store / model_name, f"{split}_{scales}", {**summary, "command": settings["command"]})
+    return report
+
+
+def _record_metrics(model_dir: Path, key: str, metrics: dict[str, Any]) -> None:
+    """Store ``metrics`` under ``manifest.metrics[key]`` (validated by re-reading)."""
+    path = model_dir / MANIFEST_FILE
+    raw = json.loads(path.read_text())
+    raw.setdefault("metrics", {})[key] = metrics
+    path.write_text(json.dumps(raw, indent=2) + "\n")
+    read_manifest(model_dir)
+    log.info("recorded %s in %s", key, path)

@@ -1,0 +1,379 @@
+"""The whole training pipeline of SPEC section 7, stage by stage, resumable.
+
+``<work>/`` holds everything a run produces: ``data/`` (a generated dataset), ``proposals/``,
+``pretrain/`` (checkpoints), ``conv5/`` (the cache of stage 2), ``detect/`` (the fine-tuned
+head, SVMs, regressors and calibration of stages 3-5), ``log.jsonl`` (losses and stage
+summaries). A stage whose output exists is skipped, so a cut-off run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from app.detector import DetectOptions, Detector
+from app.model.config import ModelConfig, ProposalConfig
+from app.model.net import SppNet
+from app.model.store import Manifest, SppModel, save_model
+from app.ops.boxes import encode_boxes
+from app.training.calibration import fit_platt, match_detections
+from app.training.conv5_cache import Conv5Cache
+from app.training.finetune import FinetuneConfig, WindowSamples, finetune
+from app.training.pretrain import LabelledObject, PretrainConfig, pretrain
+from app.training.proposal_cache import dataset_proposals
+from app.training.regression import train_box_regressor
+from app.training.shapes import generate_shapes_dataset
+from app.training.svm import SvmConfig, train_class_svm
+from app.training.voc import VocDataset
+from app.training.windows import LabelledWindows, label_windows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    kind: str = "shapes"  # "shapes" (generated into <work>/data) or "voc" (read from root)
+    seed: int = 1
+    train: int = 400
+    val: int = 100
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole recipe, read from YAML (unknown keys are an error)."""
+
+    name: str
+    version: str
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict[str, Any] = field(default_factory=dict)
+    proposals: dict[str, Any] = field(default_factory=dict)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    svm: SvmConfig = field(default_factory=SvmConfig)
+    bbox_alpha: float = 1000.0
+    workers: int = 2
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> TrainConfig:
+        raw = yaml.safe_load(path.read_text())
+        try:
+            return cls(
+                **{k: v for k, v in raw.items() if k not in {"data", "pretrain", "finetune", "svm"}},
+                data=DataConfig(**raw.get("data", {})),
+                pretrain=PretrainConfig(**_tuples(raw.get("pretrain", {}))),
+                finetune=FinetuneConfig(**raw.get("finetune", {})),
+                svm=SvmConfig(**raw.get("svm", {})),
+            )
+        except TypeError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+
+def _tuples(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+class Pipeline:
+    """Runs the stages of one recipe in one work directory."""
+
+    def __init__(self, config: TrainConfig, work: Path, *, progress: bool = True, device: str = "cpu") -> None:
+        self.config = config
+        self.work = work
+        self.progress = progress
+        self.device = device
+        work.mkdir(parents=True, exist_ok=True)
+        self.model_config = ModelConfig(num_classes=1, **config.model)  # num_classes fixed below
+        self.proposal_config = ProposalConfig(**config.proposals)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def log_event(self, event: str, **fields: Any) -> None:
+        """Append one JSON line to ``<work>/log.jsonl``."""
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "event": event, **fields}
+        with (self.work / "log.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        log.info("%s %s", event, fields)
+
+    @property
+    def voc_root(self) -> Path:
+        data = self.config.data
+        return Path(data.root) if data.kind == "voc" and data.root else self.work / "data"
+
+    def prepare_data(self) -> dict[str, Any]:
+        """Generate the shapes dataset once (kind ``shapes``); return its summary."""
+        summary_path = self.work / "data-summary.json"
+        if summary_path.is_file():
+            summary: dict[str, Any] = json.loads(summary_path.read_text())
+            return summary
+        data = self.config.data
+        if data.kind == "shapes":
+            summary = generate_shapes_dataset(
+                self.voc_root, seed=data.seed, n_train=data.train, n_val=data.val, n_test=0,
+                progress=self.progress,
+            )
+        elif data.kind == "voc":
+            digest = hashlib.sha256()
+            for path in sorted((self.voc_root / "Annotations").glob("*.xml")):
+                digest.update(path.read_bytes())
+            summary = {"root": str(self.voc_root), "annotations_sha256": digest.hexdigest()}
+        else:
+            raise ValueError(f"data.kind must be 'shapes' or 'voc', got {data.kind!r}")
+        summary_path.write_text(json.dumps(summary, indent=1, default=str))
+        self.log_event("data", **{k: v for k, v in summary.items() if isinstance(v, str | int | float)})
+        return summary
+
+    def dataset(self, split: str) -> VocDataset:
+        return VocDataset(self.voc_root, split)
+
+    def new_net(self, classes: list[str]) -> SppNet:
+        config = ModelConfig(**{**asdict_config(self.model_config), "num_classes": len(classes)})
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.pretrain.seed)
+            return SppNet(config)
+
+    def wrap(self, net: SppNet, classes: list[str]) -> SppModel:
+        """A :class:`SppModel` around an in-training network (no weights file yet)."""
+        manifest = Manifest(
+            name=self.config.name, version=self.config.version, classes=classes,
+            model=net.config, proposals=self.proposal_config, weights_sha256="",
+        )
+        return SppModel(manifest=manifest, net=net)
+
+    # -- stage 1 -----------------------------------------------------------------------------
+    def run_pretrain(self) -> SppNet:
+        """Stage 1 (resumable per epoch); returns the pre-trained network."""
+        self.prepare_data()
+        train = self.dataset(self.config.data.train_split)
+        classes = list(train.classes)
+        net = self.new_net(classes)
+        images, objects = [], []
+        for image_id in tqdm(train.ids, desc="load train images", disable=not self.progress):
+            ann = train.annotation(image_id)
+            for box, label, difficult in zip(ann.boxes, ann.labels, ann.difficult, strict=True):
+                if not difficult:
+                    objects.append(LabelledObject(len(images), tuple(float(v) for v in box), classes.index(label)))
+            images.append(train.load_rgb(image_id))
+        self.log_event("pretrain-start", images=len(images), objects=len(objects))
+        history = pretrain(
+            net, images, objects, self.config.pretrain, self.wrap(net, classes).manifest.preprocess,
+            self.work / "pretrain" / "checkpoint", progress=self.progress,
+        )
+        self.log_event("pretrain-done", last=history[-1] if history else None)
+        return net
+
+    # -- stages 2-5 --------------------------------------------------------------------------
+    def run_detection(self, out: Path) -> Manifest:
+        """Stages 2-5 and calibration on top of stage 1; writes the final model to ``out``."""
+        net = self.run_pretrain()
+        train = self.dataset(self.config.data.train_split)
+        val = self.dataset(self.config.data.val_split)
+        classes = list(train.classes)
+        model = self.wrap(net, classes)
+        detector = Detector(model, self.device)
+        cache = Conv5Cache(self.work / "conv5", detector)
+        proposals = dataset_proposals(
+            train, self.proposal_config, self.work / "proposals", workers=self.config.workers, progress=self.progress
+        )
+        multi = tuple(model.manifest.detection.multi_scales)
+        single = (model.manifest.detection.single_scale,)
+        detect_dir = self.work / "detect"
+        detect_dir.mkdir(exist_ok=True)
+        windows = {i: label_windows(train.annotation(i), proposals[i], classes) for i in train.ids}
+
+        # Stage 3: fine-tuning samples (stage 2 fills the conv5 cache on the way).
+        head_file = detect_dir / "det_head.safetensors"
+        samples = self._finetune_samples(train, windows, detector, cache, (multi, single))
+        if head_file.is_file():
+            tensors = load_file(str(head_file))
+            net.det_head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+            net.det_fc8.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("fc8.")})
+        else:
+            history = finetune(net, samples, self.config.finetune, progress=self.progress)
+            self.log_event("finetune-done", history=history)
+            save_file(
+                {**{f"head.{k}": v for k, v in net.det_head.state_dict().items()},
+                 **{f"fc8.{k}": v for k, v in net.det_fc8.state_dict().items()}},
+                str(head_file),
+            )
+
+        # Stage 5 (needs only the pooled samples): box regressors.
+        self._train_regressors(net, samples, len(classes))
+        # Stage 4: SVMs with hard-negative mining.
+        self._train_svms(net, train, windows, detector, cache, (multi, single), classes)
+        # Calibration on the val split.
+        self._calibrate(detector, val, classes)
+        manifest = save_model(
+            net, out, name=self.config.name, version=self.config.version, classes=classes,
+            description=self.config.description.strip(), proposals=self.proposal_config,
+            training=self.provenance(),
+        )
+        self.log_event("model-saved", out=str(out), sha256=manifest.weights_sha256)
+        return manifest
+
+    def _finetune_samples(
+        self, train: VocDataset, windows: dict[str, LabelledWindows], detector: Detector,
+        cache: Conv5Cache, variants: tuple[tuple[int, ...], ...],
+    ) -> WindowSamples:
+        config = self.config.finetune
+        path = self.work / "detect" / "finetune-samples.safetensors"
+        if path.is_file():
+            return WindowSamples(**load_file(str(path)))
+        rng = np.random.default_rng(config.seed)
+        features, labels, targets, is_proposal = [], [], [], []
+        for image_id in tqdm(train.ids, desc="conv5 + fine-tune samples", disable=not self.progress):
+            w = windows[image_id]
+            if len(w.gt_boxes) == 0:
+                continue
+            image = train.load_rgb(image_id)
+            fg = (w.max_iou >= 0.5).nonzero().squeeze(1).numpy()
+            bg = ((w.max_iou >= 0.1) & (w.max_iou < 0.5)).nonzero().squeeze(1).numpy()
+            for scales in variants:
+                pick = np.concatenate([
+                    rng.choice(fg, min(len(fg), config.fg_per_image), replace=False),
+                    rng.choice(bg, min(len(bg), config.bg_per_image), replace=False),
+                ])
+                index = torch.from_numpy(pick)
+                pooled, _ = detector.pooled_windows(image, w.boxes[index], scales, conv5_fn=cache.bind(image_id))
+                positive = w.max_iou[index] >= 0.5
+                gt_of = w.best_gt[index]
+                features.append(pooled.half())
+                labels.append(torch.where(positive, w.gt_labels[gt_of] + 1, 0))
+                targets.append(encode_boxes(w.gt_boxes[gt_of], w.boxes[index]))
+                is_proposal.append(~w.is_gt[index])
+        samples = WindowSamples(
+            features=torch.cat(features), labels=torch.cat(labels),
+            targets=torch.cat(targets).float(), is_proposal=torch.cat(is_proposal),
+        )
+        save_file(asdict(samples), str(path))
+        self.log_event("finetune-samples", windows=len(samples.labels), positives=int((samples.labels > 0).sum()))
+        return samples
+
+    def _train_regressors(self, net: SppNet, samples: WindowSamples, num_classes: int) -> None:
+        features = samples.features.float()
+        scale = 20.0 / float(features.norm(dim=1).mean())
+        net.bbox.feature_scale.fill_(scale)
+        dim = features.shape[1]
+        for c in range(num_classes):
+            mine = (samples.labels == c + 1).nonzero().squeeze(1)
+            weight, bias = train_box_regressor(
+                (features[mine] * scale).numpy(), samples.targets[mine].numpy(), self.config.bbox_alpha
+            )
+            net.bbox.weight[4 * c: 4 * c + 4] = torch.from_numpy(weight).view(4, dim)
+            net.bbox.bias[4 * c: 4 * c + 4] = torch.from_numpy(bias)
+        self.log_event("bbox-done", feature_scale=scale, samples=int((samples.labels > 0).sum()))
+
+    def _train_svms(
+        self, net: SppNet, train: VocDataset, windows: dict[str, LabelledWindows], detector: Detector,
+        cache: Conv5Cache, variants: tuple[tuple[int, ...], ...], classes: list[str],
+    ) -> None:
+        path = self.work / "detect" / "svm.safetensors"
+        if path.is_file():
+            stored = load_file(str(path))
+            net.svm.weight.copy_(stored["weight"])
+            net.svm.bias.copy_(stored["bias"])
+            net.svm.feature_scale.copy_(stored["feature_scale"])
+            return
+        fc7_parts, overlap_parts, own_class_parts = [], [], []
+        for image_id in tqdm(train.ids, desc="fc7 features for SVMs", disable=not self.progress):
+            w = windows[image_id]
+            image = train.load_rgb(image_id)
+            # Overlap with any gt box of the class, difficult ones included (SPEC 7.4).
+            overlap = torch.maximum(w.class_iou, w.class_iou_difficult)
+            own = torch.where(w.is_gt & ~w.gt_difficult, w.gt_class, -1)
+            for scales in variants:
+                with torch.inference_mode():
+                    pooled, _ = detector.pooled_windows(image, w.boxes, scales, conv5_fn=cache.bind(image_id))
+                    fc7_parts.append(net.det_head(pooled).half())
+                overlap_parts.append(overlap.half())
+                own_class_parts.append(own)
+        fc7 = torch.cat(fc7_parts)
+        overlaps = torch.cat(overlap_parts)
+        own_class = torch.cat(own_class_parts)
+        scale = 20.0 / float(fc7[:: max(1, len(fc7) // 20000)].float().norm(dim=1).mean())
+        net.svm.feature_scale.fill_(scale)
+        stats = {}
+        for c, name in enumerate(tqdm(classes, desc="SVMs", disable=not self.progress)):
+            positives = (fc7[own_class == c].float() * scale).numpy()
+            negative_rows = ((overlaps[:, c] < 0.3) & (own_class != c)).nonzero().squeeze(1)
+            negatives = (fc7[negative_rows].float() * scale).numpy()
+            weight, bias, stats[name] = train_class_svm(positives, negatives, self.config.svm)
+            net.svm.weight[c] = torch.from_numpy(weight)
+            net.svm.bias[c] = bias
+        save_file(
+            {"weight": net.svm.weight.detach().clone(), "bias": net.svm.bias.detach().clone(),
+             "feature_scale": net.svm.feature_scale.detach().clone()},
+            str(path),
+        )
+        self.log_event("svm-done", feature_scale=scale, stats=stats)
+
+    def _calibrate(self, detector: Detector, val: VocDataset, classes: list[str]) -> None:
+        net = detector.net
+        net.platt.a.fill_(1.0)
+        net.platt.b.fill_(0.0)
+        proposals = dataset_proposals(
+            val, self.proposal_config, self.work / "proposals", workers=self.config.workers, progress=self.progress
+        )
+        scores: list[list[float]] = [[] for _ in classes]
+        truth: list[list[int]] = [[] for _ in classes]
+        for image_id in tqdm(val.ids, desc="calibration (val)", disable=not self.progress):
+            ann = val.annotation(image_id)
+            [result] = detector.detect([val.load_rgb(image_id)], [proposals[image_id]], DetectOptions(scales="single"))
+            for c, name in enumerate(classes):
+                found = [d for d in result.detections if d.class_id == c]
+                if not found:
+                    continue
+                mine = np.array([label == name for label in ann.labels], dtype=bool)
+                outcome = match_detections(
+                    np.array([d.box for d in found]), np.array([d.score for d in found]),
+                    ann.boxes[mine], np.asarray(ann.difficult, dtype=bool)[mine],
+                )
+                keep = outcome >= 0
+                scores[c].extend(np.array([d.score for d in found])[keep].tolist())
+                truth[c].extend(outcome[keep].tolist())
+        fitted = {}
+        for c, name in enumerate(classes):
+            a, b = fit_platt(np.array(scores[c]), np.array(truth[c], dtype=bool))
+            net.platt.a[c] = a
+            net.platt.b[c] = b
+            fitted[name] = {"a": a, "b": b, "detections": len(scores[c]), "true": int(np.sum(truth[c]))}
+        self.log_event("calibration-done", platt=fitted)
+
+    def provenance(self) -> dict[str, Any]:
+        """What the manifest records about how the model was made."""
+        summary_path = self.work / "data-summary.json"
+        data_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        return {
+            "command": shlex.join(["spp", *sys.argv[1:]]) if sys.argv else "",
+            "recipe": _jsonable(asdict(self.config)),
+            "data": {k: v for k, v in data_summary.items() if k != "files"},
+            "seeds": {
+                "data": self.config.data.seed, "pretrain": self.config.pretrain.seed,
+                "finetune": self.config.finetune.seed, "svm": self.config.svm.seed,
+            },
+            "torch": torch.__version__,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+
+def asdict_config(config: ModelConfig) -> dict[str, Any]:
+    """The fields of a :class:`ModelConfig` as a plain dict."""
+    return {name: getattr(config, name) for name in ModelConfig.__dataclass_fields__}
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,142 @@
+"""Stage 1: classification pre-training of conv1..conv5 + fc6/fc7/fc8 (SPEC section 7.1).
+
+The paper pre-trains on ImageNet; here the data are object-centred crops of the training
+split (each object at a random context ratio, random shift and flip), which also prepares the
+network for whole-image classification of images holding one shape. Multi-size training
+(paper section 2.3): every crop is made at 224 px; odd epochs feed the same crops resized to
+180 px, so the two sizes share all weights and alternate by epoch.
+
+Departure from the paper, stated: AdamW with a cosine schedule instead of SGD, because the
+network starts from random weights on a small dataset and must converge in minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from app.model.config import PreprocessConfig
+from app.model.net import SppNet
+from app.training.checkpoint import load_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Hyper-parameters of stage 1."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    sizes: tuple[int, ...] = (224, 180)  # alternate by epoch; the first is the crop size
+    context: tuple[float, float] = (0.12, 0.95)  # object side / crop side, uniform
+    crops_per_object: int = 1  # fresh crops of every object per epoch
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LabelledObject:
+    """One training object: which image, its box ``(x1, y1, x2, y2)`` and class index."""
+
+    image_index: int
+    box: tuple[float, float, float, float]
+    class_id: int
+
+
+def object_crop(
+    image: np.ndarray, box: Sequence[float], rng: np.random.Generator, size: int,
+    context: tuple[float, float],
+) -> np.ndarray:
+    """A square ``size`` x ``size`` RGB crop around ``box``: the object's longer side covers a
+    uniform fraction in ``context`` of the crop, shifted at random inside it, flipped half the
+    time; pixels outside the image replicate the border."""
+    x1, y1, x2, y2 = box
+    object_side = max(x2 - x1, y2 - y1) + 1.0
+    side = object_side / rng.uniform(*context)
+    slack = (side - object_side) / 2.0
+    cx = (x1 + x2) / 2.0 + rng.uniform(-slack, slack)
+    cy = (y1 + y2) / 2.0 + rng.uniform(-slack, slack)
+    s = size / side
+    matrix = np.array([[s, 0.0, -s * (cx - side / 2.0)], [0.0, s, -s * (cy - side / 2.0)]])
+    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return np.ascontiguousarray(crop)
+
+
+def batch_to_tensor(crops: Sequence[np.ndarray], preprocess: PreprocessConfig) -> torch.Tensor:
+    """``B`` RGB uint8 crops ``[S, S, 3]`` -> ``Tensor[B, 3, S, S]`` normalised like inference."""
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
+    if preprocess.channel_order == "BGR":
+        x = x.flip(1)
+    mean = torch.tensor(preprocess.pixel_mean).view(1, 3, 1, 1)
+    return x - mean
+
+
+def pretrain(
+    net: SppNet,
+    images: Sequence[np.ndarray],
+    objects: Sequence[LabelledObject],
+    config: PretrainConfig,
+    preprocess: PreprocessConfig,
+    checkpoint: Path,
+    *,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Train ``net.trunk``, ``net.cls_head`` and ``net.cls_fc8`` in place; resumable.
+
+    Returns the per-epoch log ``[{epoch, size, loss, accuracy, seconds}]``.
+    """
+    params = [*net.trunk.parameters(), *net.cls_head.parameters(), *net.cls_fc8.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(objects) * config.crops_per_object / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    state = load_checkpoint(checkpoint, net, optimizer) or {"epoch": 0, "history": []}
+    history: list[dict[str, float]] = state["history"]
+    net.train()
+    for epoch in range(state["epoch"], config.epochs):
+        size = config.sizes[epoch % len(config.sizes)]
+        rng = np.random.default_rng([config.seed, epoch])
+        order = np.concatenate([rng.permutation(len(objects)) for _ in range(config.crops_per_object)])
+        started, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"pretrain {epoch + 1}/{config.epochs} @{size}", disable=not progress)
+        for step in bar:
+            picked = [objects[i] for i in order[step * config.batch_size:(step + 1) * config.batch_size]]
+            crops = [object_crop(images[o.image_index], o.box, rng, config.sizes[0], config.context) for o in picked]
+            if size != config.sizes[0]:
+                crops = [cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops]
+            x = batch_to_tensor(crops, preprocess)
+            y = torch.tensor([o.class_id for o in picked])
+            lr = config.lr * 0.5 * (1 + math.cos(math.pi * (epoch * steps_per_epoch + step) / total_steps))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            logits = net.classify_logits(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(loss) * len(picked)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(picked)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        record = {
+            "epoch": epoch + 1, "size": size, "loss": loss_sum / seen,
+            "accuracy": correct / seen, "seconds": time.perf_counter() - started,
+        }
+        history.append(record)
+        log.info("pretrain %s", record)
+        save_checkpoint(checkpoint, net, optimizer, {"epoch": epoch + 1, "history": history})
+    net.eval()
+    return history
