@@ -1,11 +1,11 @@
 """The ``spp`` command: thin argument parsing over the library.
 
-    spp detect IMAGE... [--model NAME] [--scales single|multi] [--json] [--draw OUT]
-    spp classify IMAGE... [--model NAME] [--top-k K]
-    spp models
-    spp data shapes --out DIR --seed N --train N --val N --test N
-    spp train classify|detect|all --config FILE [--work DIR] [--out DIR]
-    spp eval --voc-root DIR --split test (--model NAME [--scales single|multi] | --detections FILE)
+spp detect IMAGE... [--model NAME] [--scales single|multi] [--json] [--draw OUT]
+spp classify IMAGE... [--model NAME] [--top-k K]
+spp models
+spp data shapes --out DIR --seed N --train N --val N --test N
+spp train classify|detect|all --config FILE [--work DIR] [--out DIR]
+spp eval --voc-root DIR --split test (--model NAME [--scales single|multi] | --detections FILE)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 log = logging.getLogger("spp")
 
 
-def _read_image(path: str) -> "np.ndarray":  # noqa: F821 - numpy imported lazily for a fast --help
+def _read_image(path: str) -> np.ndarray:  # noqa: F821 - numpy imported lazily for a fast --help
     from app.imaging import ImageError, decode_image
 
     try:
@@ -30,7 +30,7 @@ def _read_image(path: str) -> "np.ndarray":  # noqa: F821 - numpy imported lazil
         raise SystemExit(f"spp: {path}: {getattr(exc, 'message', exc)}") from None
 
 
-def _load_detector(args: argparse.Namespace) -> "Detector":  # noqa: F821
+def _load_detector(args: argparse.Namespace) -> Detector:  # noqa: F821
     from app.detector import Detector
     from app.model.store import ModelLoadError, load_model
 
@@ -65,7 +65,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
             drawn = draw_detections(image, result.detections)
             cv2.imwrite(str(target), drawn[:, :, ::-1])
         if not args.json:
-            sys.stdout.write(f"{path}: {len(result.detections)} detections, {result.num_proposals} proposals\n")
+            sys.stdout.write(
+                f"{path}: {len(result.detections)} detections, {result.num_proposals} proposals\n"
+            )
             for det in result.detections:
                 x1, y1, x2, y2 = det.box
                 sys.stdout.write(
@@ -104,7 +106,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     for m in manifests:
         metrics = ", ".join(f"{k}={v}" for k, v in m.metrics.items() if isinstance(v, int | float))
         sys.stdout.write(
-            f"{m.name} {m.version}: {len(m.classes)} classes, width {m.model.width}, fc {m.model.fc_dim}"
+            f"{m.name} {m.version}: {len(m.classes)} classes, "
+            f"width {m.model.width}, fc {m.model.fc_dim}"
             f"{'; ' + metrics if metrics else ''}\n"
         )
     return 0
@@ -114,10 +117,15 @@ def cmd_data_shapes(args: argparse.Namespace) -> int:
     from app.training.shapes import generate_shapes_dataset
 
     summary = generate_shapes_dataset(
-        Path(args.out), seed=args.seed, n_train=args.train, n_val=args.val, n_test=args.test,
+        Path(args.out),
+        seed=args.seed,
+        n_train=args.train,
+        n_val=args.val,
+        n_test=args.test,
         progress=True,
+        workers=args.workers,
     )
-    sys.stdout.write(json.dumps({k: v for k, v in summary.items() if k != "files"}, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0
 
 
@@ -140,9 +148,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from app.evaluation.runner import evaluate
 
     report = evaluate(
-        voc_root=Path(args.voc_root), split=args.split, store=Path(args.store), model_name=args.model,
-        detections_file=Path(args.detections) if args.detections else None, scales=args.scales,
-        out_dir=Path(args.out), device=args.device, record=args.record, limit=args.limit,
+        voc_root=Path(args.voc_root),
+        split=args.split,
+        store=Path(args.store),
+        model_name=args.model,
+        detections_file=Path(args.detections) if args.detections else None,
+        scales=args.scales,
+        out_dir=Path(args.out),
+        device=args.device,
+        record=args.record,
+        limit=args.limit,
         workers=args.workers,
     )
     sys.stdout.write(json.dumps(report["summary"], indent=2) + "\n")
@@ -152,14 +167,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from app.model.store import DEFAULT_MODEL_NAME, default_store_dir
 
-    parser = argparse.ArgumentParser(prog="spp", description="SPP-net detection: inference, training, evaluation.")
+    parser = argparse.ArgumentParser(
+        prog="spp", description="SPP-net detection: inference, training, evaluation."
+    )
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", default=DEFAULT_MODEL_NAME, help="model name in the store")
         p.add_argument("--store", default=str(default_store_dir()), help="model store directory")
-        p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
+        p.add_argument(
+            "--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)"
+        )
 
     p = sub.add_parser("detect", help="detect objects in images")
     p.add_argument("images", nargs="+")
@@ -167,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", choices=("single", "multi"), default="single")
     p.add_argument("--min-confidence", type=float, default=0.5)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--draw", metavar="OUT", help="write the image with boxes (a directory for several images)")
+    p.add_argument(
+        "--draw", metavar="OUT", help="write the image with boxes (a directory for several images)"
+    )
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("classify", help="classify whole images (full-image SPP)")
@@ -189,12 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", type=int, default=0)
     p.add_argument("--val", type=int, default=0)
     p.add_argument("--test", type=int, default=0)
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes (the output does not depend on it)"
+    )
     p.set_defaults(func=cmd_data_shapes)
 
     p = sub.add_parser("train", help="train by the paper's multi-stage pipeline")
-    p.add_argument("stage", choices=("classify", "detect", "all"),
-                   help="classify: stage 1 only; detect/all: every stage (stage 1 resumes if done)")
-    p.add_argument("--config", required=True, help="recipe YAML, e.g. app/training/configs/zf5-shapes.yaml")
+    p.add_argument(
+        "stage",
+        choices=("classify", "detect", "all"),
+        help="classify: stage 1 only; detect/all: every stage (stage 1 resumes if done)",
+    )
+    p.add_argument(
+        "--config", required=True, help="recipe YAML, e.g. app/training/configs/zf5-shapes.yaml"
+    )
     p.add_argument("--work", help="work directory (default work_data/<name>)")
     p.add_argument("--out", help="model directory to write (default <store>/<name>)")
     p.add_argument("--store", default=str(default_store_dir()))
@@ -211,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", choices=("single", "multi"), default="single")
     p.add_argument("--out", default="reports/eval", help="directory for report.json and PR plots")
     p.add_argument("--device", default=None)
-    p.add_argument("--record", action="store_true", help="write the metrics into the model's manifest")
+    p.add_argument(
+        "--record", action="store_true", help="write the metrics into the model's manifest"
+    )
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--workers", type=int, default=2, help="selective-search processes")
     p.set_defaults(func=cmd_eval)
@@ -221,7 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "eval" and not args.model and not args.detections:
         from app.model.store import DEFAULT_MODEL_NAME
 

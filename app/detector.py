@@ -33,7 +33,8 @@ from app.ops.boxes import choose_scale_per_window, decode_boxes
 from app.ops.spp import project_windows, roi_spp
 
 ScaleMode = Literal["single", "multi"]
-#: ``(image, scale) -> (conv5 Tensor[1, C, H5, W5], fx, fy)``; lets training serve conv5 from a cache.
+#: ``(image, scale) -> (conv5 Tensor[1, C, H5, W5], fx, fy)``;
+#: lets training serve conv5 from a cache.
 Conv5Fn = Callable[[np.ndarray, int], tuple[Tensor, float, float]]
 #: Stage names, in pipeline order, as reported in ``DetectionResult.timings_ms``.
 STAGES = ("resize", "conv5", "pooling", "fc", "svm", "regression", "nms")
@@ -220,8 +221,12 @@ class Detector:
                 window = slice(offset, offset + n)
                 offset += n
                 detections = self._postprocess(
-                    image.shape[:2], window_boxes, scores[window], confidences[window],
-                    deltas[window], opts,
+                    image.shape[:2],
+                    window_boxes,
+                    scores[window],
+                    confidences[window],
+                    deltas[window],
+                    opts,
                 )
                 results.append(
                     DetectionResult(

@@ -41,7 +41,8 @@ def propose(
     """
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
         raise ValueError(
-            f"expected an RGB uint8 image of shape [H, W, 3], got {image_rgb.dtype} {image_rgb.shape}"
+            "expected an RGB uint8 image of shape [H, W, 3], "
+            f"got {image_rgb.dtype} {image_rgb.shape}"
         )
     config = config or ProposalConfig()
     cap = config.max_proposals if max_proposals is None else max_proposals
@@ -68,7 +69,9 @@ def propose(
     np.clip(boxes[:, 0::2], 0.0, width - 1.0, out=boxes[:, 0::2])
     np.clip(boxes[:, 1::2], 0.0, height - 1.0, out=boxes[:, 1::2])
     boxes = np.round(boxes, 2).astype(np.float32)
-    keep = (boxes[:, 2] - boxes[:, 0] >= config.min_size) & (boxes[:, 3] - boxes[:, 1] >= config.min_size)
+    keep = (boxes[:, 2] - boxes[:, 0] >= config.min_size) & (
+        boxes[:, 3] - boxes[:, 1] >= config.min_size
+    )
     boxes = boxes[keep]
     _, first = np.unique(boxes, axis=0, return_index=True)
     boxes = boxes[np.sort(first)]

@@ -31,7 +31,9 @@ def _boxes(seed: int, n: int, height: int = 120, width: int = 160) -> np.ndarray
     y1 = rng.uniform(0, height - 20, n)
     w = rng.uniform(4, width, n)
     h = rng.uniform(4, height, n)
-    return np.stack([x1, y1, np.minimum(x1 + w, width - 1), np.minimum(y1 + h, height - 1)], 1).astype(np.float32)
+    return np.stack(
+        [x1, y1, np.minimum(x1 + w, width - 1), np.minimum(y1 + h, height - 1)], 1
+    ).astype(np.float32)
 
 
 @pytest.mark.parametrize("scales", ["single", "multi"])

@@ -30,10 +30,14 @@ log = logging.getLogger(__name__)
 
 
 def detect_split(
-    detector: Detector, dataset: VocDataset, proposals: dict[str, Any], scales: ScaleMode,
-    *, progress: bool = True,
+    detector: Detector,
+    dataset: VocDataset,
+    proposals: dict[str, Any],
+    scales: ScaleMode,
+    *,
+    progress: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """All detections of ``dataset`` as the documented JSON records, plus mean stage timings (ms)."""
+    """All detections of ``dataset`` as the documented JSON records, and mean stage ms."""
     options = DetectOptions(scales=scales, min_confidence=0.0)
     records: list[dict[str, Any]] = []
     totals: dict[str, float] = {}
@@ -70,7 +74,9 @@ def evaluate(
         dataset.ids = dataset.ids[:limit]
     annotations = {i: dataset.annotation(i) for i in dataset.ids}
     settings: dict[str, Any] = {
-        "voc_root": str(voc_root), "split": split, "images": len(dataset.ids),
+        "voc_root": str(voc_root),
+        "split": split,
+        "images": len(dataset.ids),
         "command": shlex.join(["spp", *sys.argv[1:]]),
     }
     recall: ProposalRecall | None = None
@@ -85,19 +91,29 @@ def evaluate(
         classes = model.classes
         started = time.perf_counter()
         proposals = dataset_proposals(
-            dataset, model.manifest.proposals, voc_root / "cache", ids=dataset.ids, workers=workers,
+            dataset,
+            model.manifest.proposals,
+            voc_root / "cache",
+            ids=dataset.ids,
+            workers=workers,
             progress=progress,
         )
         recall = proposal_recall_for_annotations(proposals, annotations)
         detections, stage_ms = detect_split(detector, dataset, proposals, scales, progress=progress)
         settings.update(
-            model=model.name, version=model.version, scales=scales, device=str(detector.device),
-            mean_stage_ms=stage_ms, seconds=round(time.perf_counter() - started, 1),
+            model=model.name,
+            version=model.version,
+            scales=scales,
+            device=str(detector.device),
+            mean_stage_ms=stage_ms,
+            seconds=round(time.perf_counter() - started, 1),
         )
     result = evaluate_detections(detections, annotations, classes)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot = plot_precision_recall(result, out_dir / "precision_recall.png")
-    report = build_report(result, recall=recall, settings=settings, plots={"precision_recall": plot.name})
+    report = build_report(
+        result, recall=recall, settings=settings, plots={"precision_recall": plot.name}
+    )
     summary = {
         "map": report["detection"]["map"],
         "ap": report["detection"]["ap"],
@@ -108,7 +124,9 @@ def evaluate(
     report["summary"] = summary
     write_report(out_dir / "report.json", report)
     if record and model_name is not None:
-        _record_metrics(store / model_name, f"{split}_{scales}", {**summary, "command": settings["command"]})
+        _record_metrics(
+            store / model_name, f"{split}_{scales}", {**summary, "command": settings["command"]}
+        )
     return report
 
 

@@ -11,7 +11,9 @@ from app.model.config import PreprocessConfig
 from app.ops.boxes import scaled_size
 
 
-def resize_to_scale(image: np.ndarray, scale: int, max_long_side: int) -> tuple[np.ndarray, float, float]:
+def resize_to_scale(
+    image: np.ndarray, scale: int, max_long_side: int
+) -> tuple[np.ndarray, float, float]:
     """Resize so the shorter side is ``scale`` (longer side capped at ``max_long_side``).
 
     Args:
@@ -29,7 +31,9 @@ def resize_to_scale(image: np.ndarray, scale: int, max_long_side: int) -> tuple[
     return resized, new_w / width, new_h / height
 
 
-def image_to_tensor(image: np.ndarray, preprocess: PreprocessConfig, device: torch.device) -> Tensor:
+def image_to_tensor(
+    image: np.ndarray, preprocess: PreprocessConfig, device: torch.device
+) -> Tensor:
     """RGB uint8 ``[H, W, 3]`` -> ``Tensor[1, 3, H, W]`` float32 in the manifest's channel order,
     mean subtracted, no scaling (SPEC section 1)."""
     x = torch.from_numpy(np.ascontiguousarray(image)).to(device)

@@ -74,14 +74,17 @@ class Manifest(BaseModel):
     @classmethod
     def _plain_file_name(cls, weights_file: str) -> str:
         if Path(weights_file).name != weights_file or not weights_file.endswith(".safetensors"):
-            raise ValueError(f"weights_file must be a plain *.safetensors name, got {weights_file!r}")
+            raise ValueError(
+                f"weights_file must be a plain *.safetensors name, got {weights_file!r}"
+            )
         return weights_file
 
     @model_validator(mode="after")
     def _classes_match_config(self) -> Manifest:
         if len(self.classes) != self.model.num_classes:
             raise ValueError(
-                f"{len(self.classes)} classes listed but model.num_classes is {self.model.num_classes}"
+                f"{len(self.classes)} classes listed but "
+                f"model.num_classes is {self.model.num_classes}"
             )
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"class names must be unique, got {self.classes}")
@@ -139,12 +142,15 @@ def read_manifest(model_dir: Path) -> Manifest:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise ModelLoadError(f"{path}: invalid manifest: {problems}") from None
 
 
-def _check_tensors(path: Path, tensors: dict[str, torch.Tensor], net: SppNet, dtype: torch.dtype) -> None:
+def _check_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], net: SppNet, dtype: torch.dtype
+) -> None:
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -181,7 +187,8 @@ def load_model(store_dir: Path | str, name: str, device: torch.device | str = "c
         tensors = load_safetensors(blob)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(
-            f"{path}: not a valid safetensors file (truncated, or another format such as a pickle): {exc}"
+            f"{path}: not a valid safetensors file "
+            f"(truncated, or another format such as a pickle): {exc}"
         ) from None
     net = SppNet(manifest.model)
     _check_tensors(path, tensors, net, _DTYPES[manifest.weights_dtype])
@@ -291,4 +298,6 @@ def default_store_dir() -> Path:
     """``$MODEL_STORE`` when set, else the repository's ``model_store/``."""
     import os
 
-    return Path(os.environ.get("MODEL_STORE") or Path(__file__).resolve().parents[2] / "model_store")
+    return Path(
+        os.environ.get("MODEL_STORE") or Path(__file__).resolve().parents[2] / "model_store"
+    )

@@ -12,7 +12,9 @@ from app.model.config import ModelConfig
 CONV5_STRIDE = 16
 
 
-def within_channel_lrn(x: Tensor, *, size: int = 3, alpha: float = 5e-5, beta: float = 0.75) -> Tensor:
+def within_channel_lrn(
+    x: Tensor, *, size: int = 3, alpha: float = 5e-5, beta: float = 0.75
+) -> Tensor:
     """Caffe's WITHIN_CHANNEL local response normalisation.
 
     ``y = x * (1 + alpha * mean_{size x size}(x^2)) ** (-beta)``, the mean taken with zero

@@ -8,7 +8,9 @@ expects: about the fraction of such detections that are right.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sklearn.linear_model import LogisticRegression
+from torchvision.ops import box_iou
 
 
 def fit_platt(scores: np.ndarray, is_true: np.ndarray) -> tuple[float, float]:
@@ -20,22 +22,28 @@ def fit_platt(scores: np.ndarray, is_true: np.ndarray) -> tuple[float, float]:
     return float(model.coef_[0, 0]), float(model.intercept_[0])
 
 
-def match_detections(boxes: np.ndarray, scores: np.ndarray, gt: np.ndarray, difficult: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
+def match_detections(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    gt: np.ndarray,
+    difficult: np.ndarray,
+    iou_threshold: float = 0.5,
+) -> np.ndarray:
     """VOC-style greedy matching of one class's detections in one image.
 
     Args:
-        boxes (ndarray[N, 4]), scores (ndarray[N]): detections; gt (ndarray[G, 4]), difficult (ndarray[G] bool).
+        boxes (ndarray[N, 4]), scores (ndarray[N]): the detections.
+        gt (ndarray[G, 4]), difficult (ndarray[G] bool): the ground truth.
 
     Returns:
         ndarray[N] int8: 1 true positive, 0 false positive, -1 ignored (matched a difficult box).
     """
-    import torch
-    from torchvision.ops import box_iou
-
     out = np.zeros(len(boxes), dtype=np.int8)
     if len(gt) == 0 or len(boxes) == 0:
         return out
-    iou = box_iou(torch.as_tensor(boxes, dtype=torch.float32), torch.as_tensor(gt, dtype=torch.float32)).numpy()
+    iou = box_iou(
+        torch.as_tensor(boxes, dtype=torch.float32), torch.as_tensor(gt, dtype=torch.float32)
+    ).numpy()
     claimed = np.zeros(len(gt), dtype=bool)
     for i in np.argsort(-scores, kind="stable"):
         j = int(iou[i].argmax())

@@ -16,7 +16,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 
-def save_checkpoint(stem: Path, module: nn.Module, optimizer: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
+def save_checkpoint(
+    stem: Path, module: nn.Module, optimizer: torch.optim.Optimizer, progress: dict[str, Any]
+) -> None:
     """Write ``module``'s state, ``optimizer``'s state and ``progress`` under ``stem``."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     opt_state = optimizer.state_dict()
@@ -33,14 +35,18 @@ def save_checkpoint(stem: Path, module: nn.Module, optimizer: torch.optim.Optimi
     tmp_meta.replace(stem.with_suffix(".json"))
 
 
-def load_checkpoint(stem: Path, module: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+def load_checkpoint(
+    stem: Path, module: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any] | None:
     """Restore a checkpoint written by :func:`save_checkpoint`; ``None`` when there is none."""
     tensors_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
     if not (tensors_path.is_file() and meta_path.is_file()):
         return None
     tensors = load_file(str(tensors_path))
     meta = json.loads(meta_path.read_text())
-    module.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    module.load_state_dict(
+        {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    )
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):

@@ -41,7 +41,11 @@ class Conv5Cache:
             return conv5, float(meta["fx"]), float(meta["fy"])
         conv5, fx, fy = self.detector.conv5_at_scale(image, scale)
         tmp = path.with_suffix(".tmp")
-        save_file({"conv5": conv5.half().cpu().contiguous()}, str(tmp), metadata={"fx": repr(fx), "fy": repr(fy)})
+        save_file(
+            {"conv5": conv5.half().cpu().contiguous()},
+            str(tmp),
+            metadata={"fx": repr(fx), "fy": repr(fy)},
+        )
         tmp.replace(path)
         # Serve what later reads will see, so a cold and a warm cache give identical features.
         return conv5.half().float(), fx, fy

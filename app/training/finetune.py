@@ -52,7 +52,9 @@ class WindowSamples:
     is_proposal: Tensor
 
 
-def finetune(net: SppNet, samples: WindowSamples, config: FinetuneConfig, *, progress: bool = True) -> list[dict[str, float]]:
+def finetune(
+    net: SppNet, samples: WindowSamples, config: FinetuneConfig, *, progress: bool = True
+) -> list[dict[str, float]]:
     """Initialise ``net.det_head`` from ``net.cls_head`` and train it with ``net.det_fc8``.
 
     Returns a loss log every 100 iterations.
@@ -64,7 +66,9 @@ def finetune(net: SppNet, samples: WindowSamples, config: FinetuneConfig, *, pro
     params = [*net.det_head.parameters(), *net.det_fc8.parameters()]
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
     fg = (samples.labels > 0).nonzero().squeeze(1)
     bg = (samples.labels == 0).nonzero().squeeze(1)
     n_fg = round(config.batch_size * config.fg_fraction)
@@ -76,10 +80,14 @@ def finetune(net: SppNet, samples: WindowSamples, config: FinetuneConfig, *, pro
         if it == int(config.iterations * config.lr_step):
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * 0.1
-        picked = np.concatenate([
-            rng.choice(fg.numpy(), n_fg, replace=len(fg) < n_fg),
-            rng.choice(bg.numpy(), config.batch_size - n_fg, replace=len(bg) < config.batch_size - n_fg),
-        ])
+        picked = np.concatenate(
+            [
+                rng.choice(fg.numpy(), n_fg, replace=len(fg) < n_fg),
+                rng.choice(
+                    bg.numpy(), config.batch_size - n_fg, replace=len(bg) < config.batch_size - n_fg
+                ),
+            ]
+        )
         index = torch.from_numpy(picked)
         x = samples.features[index].float()
         y = samples.labels[index]

@@ -75,7 +75,9 @@ class TrainConfig:
         raw = yaml.safe_load(path.read_text())
         try:
             return cls(
-                **{k: v for k, v in raw.items() if k not in {"data", "pretrain", "finetune", "svm"}},
+                **{
+                    k: v for k, v in raw.items() if k not in {"data", "pretrain", "finetune", "svm"}
+                },
                 data=DataConfig(**raw.get("data", {})),
                 pretrain=PretrainConfig(**_tuples(raw.get("pretrain", {}))),
                 finetune=FinetuneConfig(**raw.get("finetune", {})),
@@ -92,7 +94,9 @@ def _tuples(d: dict[str, Any]) -> dict[str, Any]:
 class Pipeline:
     """Runs the stages of one recipe in one work directory."""
 
-    def __init__(self, config: TrainConfig, work: Path, *, progress: bool = True, device: str = "cpu") -> None:
+    def __init__(
+        self, config: TrainConfig, work: Path, *, progress: bool = True, device: str = "cpu"
+    ) -> None:
         self.config = config
         self.work = work
         self.progress = progress
@@ -123,8 +127,14 @@ class Pipeline:
         data = self.config.data
         if data.kind == "shapes":
             summary = generate_shapes_dataset(
-                self.voc_root, seed=data.seed, n_train=data.train, n_val=data.val, n_test=0,
+                self.voc_root,
+                seed=data.seed,
+                n_train=data.train,
+                n_val=data.val,
+                n_test=0,
                 progress=self.progress,
+                workers=self.config.workers,
+                overwrite=True,
             )
         elif data.kind == "voc":
             digest = hashlib.sha256()
@@ -134,7 +144,9 @@ class Pipeline:
         else:
             raise ValueError(f"data.kind must be 'shapes' or 'voc', got {data.kind!r}")
         summary_path.write_text(json.dumps(summary, indent=1, default=str))
-        self.log_event("data", **{k: v for k, v in summary.items() if isinstance(v, str | int | float)})
+        self.log_event(
+            "data", **{k: v for k, v in summary.items() if isinstance(v, str | int | float)}
+        )
         return summary
 
     def dataset(self, split: str) -> VocDataset:
@@ -149,8 +161,12 @@ class Pipeline:
     def wrap(self, net: SppNet, classes: list[str]) -> SppModel:
         """A :class:`SppModel` around an in-training network (no weights file yet)."""
         manifest = Manifest(
-            name=self.config.name, version=self.config.version, classes=classes,
-            model=net.config, proposals=self.proposal_config, weights_sha256="",
+            name=self.config.name,
+            version=self.config.version,
+            classes=classes,
+            model=net.config,
+            proposals=self.proposal_config,
+            weights_sha256="",
         )
         return SppModel(manifest=manifest, net=net)
 
@@ -166,12 +182,21 @@ class Pipeline:
             ann = train.annotation(image_id)
             for box, label, difficult in zip(ann.boxes, ann.labels, ann.difficult, strict=True):
                 if not difficult:
-                    objects.append(LabelledObject(len(images), tuple(float(v) for v in box), classes.index(label)))
+                    objects.append(
+                        LabelledObject(
+                            len(images), tuple(float(v) for v in box), classes.index(label)
+                        )
+                    )
             images.append(train.load_rgb(image_id))
         self.log_event("pretrain-start", images=len(images), objects=len(objects))
         history = pretrain(
-            net, images, objects, self.config.pretrain, self.wrap(net, classes).manifest.preprocess,
-            self.work / "pretrain" / "checkpoint", progress=self.progress,
+            net,
+            images,
+            objects,
+            self.config.pretrain,
+            self.wrap(net, classes).manifest.preprocess,
+            self.work / "pretrain" / "checkpoint",
+            progress=self.progress,
         )
         self.log_event("pretrain-done", last=history[-1] if history else None)
         return net
@@ -187,7 +212,11 @@ class Pipeline:
         detector = Detector(model, self.device)
         cache = Conv5Cache(self.work / "conv5", detector)
         proposals = dataset_proposals(
-            train, self.proposal_config, self.work / "proposals", workers=self.config.workers, progress=self.progress
+            train,
+            self.proposal_config,
+            self.work / "proposals",
+            workers=self.config.workers,
+            progress=self.progress,
         )
         multi = tuple(model.manifest.detection.multi_scales)
         single = (model.manifest.detection.single_scale,)
@@ -200,14 +229,20 @@ class Pipeline:
         samples = self._finetune_samples(train, windows, detector, cache, (multi, single))
         if head_file.is_file():
             tensors = load_file(str(head_file))
-            net.det_head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
-            net.det_fc8.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("fc8.")})
+            net.det_head.load_state_dict(
+                {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
+            )
+            net.det_fc8.load_state_dict(
+                {k[4:]: v for k, v in tensors.items() if k.startswith("fc8.")}
+            )
         else:
             history = finetune(net, samples, self.config.finetune, progress=self.progress)
             self.log_event("finetune-done", history=history)
             save_file(
-                {**{f"head.{k}": v for k, v in net.det_head.state_dict().items()},
-                 **{f"fc8.{k}": v for k, v in net.det_fc8.state_dict().items()}},
+                {
+                    **{f"head.{k}": v for k, v in net.det_head.state_dict().items()},
+                    **{f"fc8.{k}": v for k, v in net.det_fc8.state_dict().items()},
+                },
                 str(head_file),
             )
 
@@ -218,16 +253,25 @@ class Pipeline:
         # Calibration on the val split.
         self._calibrate(detector, val, classes)
         manifest = save_model(
-            net, out, name=self.config.name, version=self.config.version, classes=classes,
-            description=self.config.description.strip(), proposals=self.proposal_config,
+            net,
+            out,
+            name=self.config.name,
+            version=self.config.version,
+            classes=classes,
+            description=self.config.description.strip(),
+            proposals=self.proposal_config,
             training=self.provenance(),
         )
         self.log_event("model-saved", out=str(out), sha256=manifest.weights_sha256)
         return manifest
 
     def _finetune_samples(
-        self, train: VocDataset, windows: dict[str, LabelledWindows], detector: Detector,
-        cache: Conv5Cache, variants: tuple[tuple[int, ...], ...],
+        self,
+        train: VocDataset,
+        windows: dict[str, LabelledWindows],
+        detector: Detector,
+        cache: Conv5Cache,
+        variants: tuple[tuple[int, ...], ...],
     ) -> WindowSamples:
         config = self.config.finetune
         path = self.work / "detect" / "finetune-samples.safetensors"
@@ -235,7 +279,9 @@ class Pipeline:
             return WindowSamples(**load_file(str(path)))
         rng = np.random.default_rng(config.seed)
         features, labels, targets, is_proposal = [], [], [], []
-        for image_id in tqdm(train.ids, desc="conv5 + fine-tune samples", disable=not self.progress):
+        for image_id in tqdm(
+            train.ids, desc="conv5 + fine-tune samples", disable=not self.progress
+        ):
             w = windows[image_id]
             if len(w.gt_boxes) == 0:
                 continue
@@ -243,12 +289,16 @@ class Pipeline:
             fg = (w.max_iou >= 0.5).nonzero().squeeze(1).numpy()
             bg = ((w.max_iou >= 0.1) & (w.max_iou < 0.5)).nonzero().squeeze(1).numpy()
             for scales in variants:
-                pick = np.concatenate([
-                    rng.choice(fg, min(len(fg), config.fg_per_image), replace=False),
-                    rng.choice(bg, min(len(bg), config.bg_per_image), replace=False),
-                ])
+                pick = np.concatenate(
+                    [
+                        rng.choice(fg, min(len(fg), config.fg_per_image), replace=False),
+                        rng.choice(bg, min(len(bg), config.bg_per_image), replace=False),
+                    ]
+                )
                 index = torch.from_numpy(pick)
-                pooled, _ = detector.pooled_windows(image, w.boxes[index], scales, conv5_fn=cache.bind(image_id))
+                pooled, _ = detector.pooled_windows(
+                    image, w.boxes[index], scales, conv5_fn=cache.bind(image_id)
+                )
                 positive = w.max_iou[index] >= 0.5
                 gt_of = w.best_gt[index]
                 features.append(pooled.half())
@@ -256,11 +306,17 @@ class Pipeline:
                 targets.append(encode_boxes(w.gt_boxes[gt_of], w.boxes[index]))
                 is_proposal.append(~w.is_gt[index])
         samples = WindowSamples(
-            features=torch.cat(features), labels=torch.cat(labels),
-            targets=torch.cat(targets).float(), is_proposal=torch.cat(is_proposal),
+            features=torch.cat(features),
+            labels=torch.cat(labels),
+            targets=torch.cat(targets).float(),
+            is_proposal=torch.cat(is_proposal),
         )
         save_file(asdict(samples), str(path))
-        self.log_event("finetune-samples", windows=len(samples.labels), positives=int((samples.labels > 0).sum()))
+        self.log_event(
+            "finetune-samples",
+            windows=len(samples.labels),
+            positives=int((samples.labels > 0).sum()),
+        )
         return samples
 
     def _train_regressors(self, net: SppNet, samples: WindowSamples, num_classes: int) -> None:
@@ -271,15 +327,23 @@ class Pipeline:
         for c in range(num_classes):
             mine = (samples.labels == c + 1).nonzero().squeeze(1)
             weight, bias = train_box_regressor(
-                (features[mine] * scale).numpy(), samples.targets[mine].numpy(), self.config.bbox_alpha
+                (features[mine] * scale).numpy(),
+                samples.targets[mine].numpy(),
+                self.config.bbox_alpha,
             )
-            net.bbox.weight[4 * c: 4 * c + 4] = torch.from_numpy(weight).view(4, dim)
-            net.bbox.bias[4 * c: 4 * c + 4] = torch.from_numpy(bias)
+            net.bbox.weight[4 * c : 4 * c + 4] = torch.from_numpy(weight).view(4, dim)
+            net.bbox.bias[4 * c : 4 * c + 4] = torch.from_numpy(bias)
         self.log_event("bbox-done", feature_scale=scale, samples=int((samples.labels > 0).sum()))
 
     def _train_svms(
-        self, net: SppNet, train: VocDataset, windows: dict[str, LabelledWindows], detector: Detector,
-        cache: Conv5Cache, variants: tuple[tuple[int, ...], ...], classes: list[str],
+        self,
+        net: SppNet,
+        train: VocDataset,
+        windows: dict[str, LabelledWindows],
+        detector: Detector,
+        cache: Conv5Cache,
+        variants: tuple[tuple[int, ...], ...],
+        classes: list[str],
     ) -> None:
         path = self.work / "detect" / "svm.safetensors"
         if path.is_file():
@@ -297,7 +361,9 @@ class Pipeline:
             own = torch.where(w.is_gt & ~w.gt_difficult, w.gt_class, -1)
             for scales in variants:
                 with torch.inference_mode():
-                    pooled, _ = detector.pooled_windows(image, w.boxes, scales, conv5_fn=cache.bind(image_id))
+                    pooled, _ = detector.pooled_windows(
+                        image, w.boxes, scales, conv5_fn=cache.bind(image_id)
+                    )
                     fc7_parts.append(net.det_head(pooled).half())
                 overlap_parts.append(overlap.half())
                 own_class_parts.append(own)
@@ -315,8 +381,11 @@ class Pipeline:
             net.svm.weight[c] = torch.from_numpy(weight)
             net.svm.bias[c] = bias
         save_file(
-            {"weight": net.svm.weight.detach().clone(), "bias": net.svm.bias.detach().clone(),
-             "feature_scale": net.svm.feature_scale.detach().clone()},
+            {
+                "weight": net.svm.weight.detach().clone(),
+                "bias": net.svm.bias.detach().clone(),
+                "feature_scale": net.svm.feature_scale.detach().clone(),
+            },
             str(path),
         )
         self.log_event("svm-done", feature_scale=scale, stats=stats)
@@ -326,21 +395,29 @@ class Pipeline:
         net.platt.a.fill_(1.0)
         net.platt.b.fill_(0.0)
         proposals = dataset_proposals(
-            val, self.proposal_config, self.work / "proposals", workers=self.config.workers, progress=self.progress
+            val,
+            self.proposal_config,
+            self.work / "proposals",
+            workers=self.config.workers,
+            progress=self.progress,
         )
         scores: list[list[float]] = [[] for _ in classes]
         truth: list[list[int]] = [[] for _ in classes]
         for image_id in tqdm(val.ids, desc="calibration (val)", disable=not self.progress):
             ann = val.annotation(image_id)
-            [result] = detector.detect([val.load_rgb(image_id)], [proposals[image_id]], DetectOptions(scales="single"))
+            [result] = detector.detect(
+                [val.load_rgb(image_id)], [proposals[image_id]], DetectOptions(scales="single")
+            )
             for c, name in enumerate(classes):
                 found = [d for d in result.detections if d.class_id == c]
                 if not found:
                     continue
                 mine = np.array([label == name for label in ann.labels], dtype=bool)
                 outcome = match_detections(
-                    np.array([d.box for d in found]), np.array([d.score for d in found]),
-                    ann.boxes[mine], np.asarray(ann.difficult, dtype=bool)[mine],
+                    np.array([d.box for d in found]),
+                    np.array([d.score for d in found]),
+                    ann.boxes[mine],
+                    np.asarray(ann.difficult, dtype=bool)[mine],
                 )
                 keep = outcome >= 0
                 scores[c].extend(np.array([d.score for d in found])[keep].tolist())
@@ -350,7 +427,12 @@ class Pipeline:
             a, b = fit_platt(np.array(scores[c]), np.array(truth[c], dtype=bool))
             net.platt.a[c] = a
             net.platt.b[c] = b
-            fitted[name] = {"a": a, "b": b, "detections": len(scores[c]), "true": int(np.sum(truth[c]))}
+            fitted[name] = {
+                "a": a,
+                "b": b,
+                "detections": len(scores[c]),
+                "true": int(np.sum(truth[c])),
+            }
         self.log_event("calibration-done", platt=fitted)
 
     def provenance(self) -> dict[str, Any]:
@@ -362,8 +444,10 @@ class Pipeline:
             "recipe": _jsonable(asdict(self.config)),
             "data": {k: v for k, v in data_summary.items() if k != "files"},
             "seeds": {
-                "data": self.config.data.seed, "pretrain": self.config.pretrain.seed,
-                "finetune": self.config.finetune.seed, "svm": self.config.svm.seed,
+                "data": self.config.data.seed,
+                "pretrain": self.config.pretrain.seed,
+                "finetune": self.config.finetune.seed,
+                "svm": self.config.svm.seed,
             },
             "torch": torch.__version__,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -56,7 +56,10 @@ class LabelledObject:
 
 
 def object_crop(
-    image: np.ndarray, box: Sequence[float], rng: np.random.Generator, size: int,
+    image: np.ndarray,
+    box: Sequence[float],
+    rng: np.random.Generator,
+    size: int,
     context: tuple[float, float],
 ) -> np.ndarray:
     """A square ``size`` x ``size`` RGB crop around ``box``: the object's longer side covers a
@@ -70,7 +73,9 @@ def object_crop(
     cy = (y1 + y2) / 2.0 + rng.uniform(-slack, slack)
     s = size / side
     matrix = np.array([[s, 0.0, -s * (cx - side / 2.0)], [0.0, s, -s * (cy - side / 2.0)]])
-    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    crop = cv2.warpAffine(
+        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     return np.ascontiguousarray(crop)
@@ -109,17 +114,32 @@ def pretrain(
     for epoch in range(state["epoch"], config.epochs):
         size = config.sizes[epoch % len(config.sizes)]
         rng = np.random.default_rng([config.seed, epoch])
-        order = np.concatenate([rng.permutation(len(objects)) for _ in range(config.crops_per_object)])
+        order = np.concatenate(
+            [rng.permutation(len(objects)) for _ in range(config.crops_per_object)]
+        )
         started, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"pretrain {epoch + 1}/{config.epochs} @{size}", disable=not progress)
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"pretrain {epoch + 1}/{config.epochs} @{size}",
+            disable=not progress,
+        )
         for step in bar:
-            picked = [objects[i] for i in order[step * config.batch_size:(step + 1) * config.batch_size]]
-            crops = [object_crop(images[o.image_index], o.box, rng, config.sizes[0], config.context) for o in picked]
+            picked = [
+                objects[i] for i in order[step * config.batch_size : (step + 1) * config.batch_size]
+            ]
+            crops = [
+                object_crop(images[o.image_index], o.box, rng, config.sizes[0], config.context)
+                for o in picked
+            ]
             if size != config.sizes[0]:
                 crops = [cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops]
             x = batch_to_tensor(crops, preprocess)
             y = torch.tensor([o.class_id for o in picked])
-            lr = config.lr * 0.5 * (1 + math.cos(math.pi * (epoch * steps_per_epoch + step) / total_steps))
+            lr = (
+                config.lr
+                * 0.5
+                * (1 + math.cos(math.pi * (epoch * steps_per_epoch + step) / total_steps))
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr
             logits = net.classify_logits(x)
@@ -132,8 +152,11 @@ def pretrain(
             seen += len(picked)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         record = {
-            "epoch": epoch + 1, "size": size, "loss": loss_sum / seen,
-            "accuracy": correct / seen, "seconds": time.perf_counter() - started,
+            "epoch": epoch + 1,
+            "size": size,
+            "loss": loss_sum / seen,
+            "accuracy": correct / seen,
+            "seconds": time.perf_counter() - started,
         }
         history.append(record)
         log.info("pretrain %s", record)

@@ -27,7 +27,11 @@ log = logging.getLogger(__name__)
 def proposal_settings_key(config: ProposalConfig) -> str:
     """A short stable hash of the proposal settings, part of the cache file name."""
     payload = json.dumps(
-        {"max_side": config.max_side, "max_proposals": config.max_proposals, "min_size": config.min_size},
+        {
+            "max_side": config.max_side,
+            "max_proposals": config.max_proposals,
+            "min_size": config.min_size,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
@@ -73,7 +77,9 @@ def dataset_proposals(
             with mp.get_context("spawn").Pool(workers) as pool:
                 for image_id, boxes in tqdm(
                     pool.imap_unordered(_propose_file, jobs, chunksize=4),
-                    total=len(jobs), desc=f"proposals {dataset.split}", disable=not progress,
+                    total=len(jobs),
+                    desc=f"proposals {dataset.split}",
+                    disable=not progress,
                 ):
                     found[image_id] = boxes
         else:

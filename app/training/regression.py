@@ -6,7 +6,9 @@ import numpy as np
 from sklearn.linear_model import Ridge
 
 
-def train_box_regressor(features: np.ndarray, targets: np.ndarray, alpha: float = 1000.0) -> tuple[np.ndarray, np.ndarray]:
+def train_box_regressor(
+    features: np.ndarray, targets: np.ndarray, alpha: float = 1000.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Fit ``targets [M, 4]`` (tx, ty, tw, th) from scaled pooled ``features [M, D]``.
 
     Returns ``(weight [4, D], bias [4])``; zeros when there are no samples.

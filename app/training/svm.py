@@ -34,12 +34,19 @@ class SvmConfig:
     seed: int = 0
 
 
-def _fit(positives: np.ndarray, negatives: np.ndarray, config: SvmConfig) -> tuple[np.ndarray, float]:
+def _fit(
+    positives: np.ndarray, negatives: np.ndarray, config: SvmConfig
+) -> tuple[np.ndarray, float]:
     x = np.concatenate([positives, negatives]).astype(np.float32)
     y = np.concatenate([np.ones(len(positives)), -np.ones(len(negatives))])
     svm = LinearSVC(
-        C=config.C, loss="hinge", dual=True, class_weight={1: config.positive_weight, -1: 1.0},
-        intercept_scaling=config.intercept_scaling, max_iter=20_000, random_state=config.seed,
+        C=config.C,
+        loss="hinge",
+        dual=True,
+        class_weight={1: config.positive_weight, -1: 1.0},
+        intercept_scaling=config.intercept_scaling,
+        max_iter=20_000,
+        random_state=config.seed,
     )
     svm.fit(x, y)
     return svm.coef_[0].astype(np.float32), float(svm.intercept_[0])
@@ -79,5 +86,9 @@ def train_class_svm(
     if added_since:
         weight, bias = _fit(positives, negatives[in_cache], config)
         retrainings += 1
-    stats = {"positives": len(positives), "negatives_cached": int(in_cache.sum()), "retrainings": retrainings}
+    stats = {
+        "positives": len(positives),
+        "negatives_cached": int(in_cache.sum()),
+        "retrainings": retrainings,
+    }
     return weight, bias, stats

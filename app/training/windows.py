@@ -67,7 +67,14 @@ def label_windows(
     else:
         max_iou, best_gt = torch.zeros(n), torch.zeros(n, dtype=torch.long)
     return LabelledWindows(
-        boxes=boxes, is_gt=is_gt, gt_difficult=gt_difficult, gt_class=gt_class,
-        max_iou=max_iou, best_gt=best_gt, class_iou=class_iou,
-        class_iou_difficult=class_iou_difficult, gt_boxes=gt, gt_labels=labels,
+        boxes=boxes,
+        is_gt=is_gt,
+        gt_difficult=gt_difficult,
+        gt_class=gt_class,
+        max_iou=max_iou,
+        best_gt=best_gt,
+        class_iou=class_iou,
+        class_iou_difficult=class_iou_difficult,
+        gt_boxes=gt,
+        gt_labels=labels,
     )

@@ -19,7 +19,9 @@ CLASSES = ["circle", "square", "triangle"]
 
 @pytest.fixture
 def store(tmp_path: Path, tiny_model) -> Path:
-    save_model(tiny_model.net, tmp_path / "tiny", name="tiny", version="1", classes=tiny_model.classes)
+    save_model(
+        tiny_model.net, tmp_path / "tiny", name="tiny", version="1", classes=tiny_model.classes
+    )
     return tmp_path
 
 
@@ -39,7 +41,9 @@ def _rewrite_weights(store: Path, tensors: dict[str, torch.Tensor]) -> None:
 def test_round_trip_gives_identical_outputs(store: Path, tiny_model) -> None:
     loaded = load_model(store, "tiny")
     x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(loaded.net.classify_logits(x), tiny_model.net.classify_logits(x), rtol=0, atol=0)
+    torch.testing.assert_close(
+        loaded.net.classify_logits(x), tiny_model.net.classify_logits(x), rtol=0, atol=0
+    )
     assert loaded.classes == tiny_model.classes
     assert loaded.manifest.weights_dtype == "float16"
 
@@ -83,7 +87,9 @@ def test_missing_tensor(store: Path) -> None:
     tensors = load_file(str(store / "tiny" / "weights.safetensors"))
     del tensors["svm.weight"]
     _rewrite_weights(store, tensors)
-    with pytest.raises(ModelLoadError, match=r"weights\.safetensors: missing tensor\(s\) svm\.weight"):
+    with pytest.raises(
+        ModelLoadError, match=r"weights\.safetensors: missing tensor\(s\) svm\.weight"
+    ):
         load_model(store, "tiny")
 
 
@@ -107,7 +113,9 @@ def test_wrong_dtype(store: Path) -> None:
     tensors = load_file(str(store / "tiny" / "weights.safetensors"))
     tensors["svm.bias"] = tensors["svm.bias"].float()
     _rewrite_weights(store, tensors)
-    with pytest.raises(ModelLoadError, match=r"svm\.bias has dtype torch\.float32, expected torch\.float16"):
+    with pytest.raises(
+        ModelLoadError, match=r"svm\.bias has dtype torch\.float32, expected torch\.float16"
+    ):
         load_model(store, "tiny")
 
 
@@ -123,7 +131,7 @@ def test_tampered_weights_fail_the_checksum(store: Path) -> None:
     tensors = load_file(str(path))
     tensors["svm.bias"] = tensors["svm.bias"] + 1
     save_file(tensors, str(path))
-    with pytest.raises(ModelLoadError, match="SHA-256 .* does not match"):
+    with pytest.raises(ModelLoadError, match=r"SHA-256 .* does not match"):
         load_model(store, "tiny")
 
 
@@ -132,7 +140,9 @@ def test_pickle_in_place_of_safetensors_is_refused(store: Path) -> None:
         def __reduce__(self):  # would run on unpickling
             return (Path("/tmp/spp-pickle-ran").write_text, ("ran",))
 
-    (store / "tiny" / "weights.safetensors").write_bytes(pickle.dumps({"w": Boom(), "x": np.zeros(3)}))
+    (store / "tiny" / "weights.safetensors").write_bytes(
+        pickle.dumps({"w": Boom(), "x": np.zeros(3)})
+    )
     with pytest.raises(ModelLoadError, match="not a valid safetensors file"):
         load_model(store, "tiny")
     assert not Path("/tmp/spp-pickle-ran").exists()

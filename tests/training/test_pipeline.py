@@ -1,0 +1,95 @@
+"""A small-scale run of the whole training pipeline: every stage writes what the next needs,
+the model loads, detects, and a second run resumes instead of retraining."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from app.cli import main as spp
+from app.detector import Detector
+from app.model.store import load_model
+from app.proposals import propose
+from app.training.pipeline import Pipeline, TrainConfig
+from app.training.voc import VocDataset
+
+RECIPE = {
+    "name": "tiny-shapes",
+    "version": "0.0.1",
+    "data": {"kind": "shapes", "seed": 5, "train": 6, "val": 3},
+    "model": {"width": 0.125, "fc_dim": 32},
+    "proposals": {"max_side": 160, "max_proposals": 150},
+    "pretrain": {"epochs": 2, "batch_size": 8, "crops_per_object": 1},
+    "finetune": {"iterations": 20, "batch_size": 16, "fg_per_image": 8, "bg_per_image": 8},
+    "svm": {"initial_negatives": 200, "retrain_after": 50, "chunk": 500},
+    "workers": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("pipeline")
+    recipe = root / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(RECIPE))
+    work, store = root / "work", root / "store"
+    assert (
+        spp(["train", "all", "--config", str(recipe), "--work", str(work), "--store", str(store)])
+        == 0
+    )
+    return work, store, recipe
+
+
+def test_every_stage_left_its_output(trained: tuple[Path, Path, Path]) -> None:
+    work, _store, _ = trained
+    assert (work / "data" / "ImageSets" / "Main" / "train.txt").is_file()
+    assert list((work / "proposals").glob("proposals-train-*.npz"))
+    assert (work / "pretrain" / "checkpoint.safetensors").is_file()
+    assert list((work / "conv5").glob("train_*@*.safetensors")), "stage 2 caches conv5"
+    for name in ("finetune-samples.safetensors", "det_head.safetensors", "svm.safetensors"):
+        assert (work / "detect" / name).is_file(), name
+    events = [json.loads(line)["event"] for line in (work / "log.jsonl").read_text().splitlines()]
+    for event in (
+        "pretrain-done",
+        "finetune-done",
+        "bbox-done",
+        "svm-done",
+        "calibration-done",
+        "model-saved",
+    ):
+        assert event in events
+
+
+def test_the_model_loads_and_detects(trained: tuple[Path, Path, Path]) -> None:
+    work, store, _ = trained
+    model = load_model(store, "tiny-shapes")
+    assert model.classes == ["circle", "square", "triangle", "star", "hexagon", "cross"]
+    training = model.manifest.training
+    assert training["seeds"]["data"] == 5 and training["data"]["sha256"]
+    assert "spp" in training["command"]
+    assert model.net.svm.weight.abs().sum() > 0, "SVMs were trained"
+    assert model.net.bbox.weight.abs().sum() > 0, "regressors were trained"
+    dataset = VocDataset(work / "data", "val")
+    image = dataset.load_rgb(dataset.ids[0])
+    [result] = Detector(model, "cpu").detect([image], [propose(image, model.manifest.proposals)])
+    assert result.num_proposals > 0
+    assert all(np.isfinite(d.box).all() for d in result.detections)
+
+
+def test_a_second_run_resumes(trained: tuple[Path, Path, Path]) -> None:
+    work, _, recipe = trained
+    before = (work / "detect" / "det_head.safetensors").stat().st_mtime_ns
+    pipeline = Pipeline(TrainConfig.from_yaml(recipe), work, progress=False)
+    net = pipeline.run_pretrain()  # every epoch is in the checkpoint: no training happens
+    assert net is not None
+    assert (work / "detect" / "det_head.safetensors").stat().st_mtime_ns == before
+
+
+def test_unknown_recipe_key_is_an_error(tmp_path: Path) -> None:
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(yaml.safe_dump({**RECIPE, "pretrain": {"epochz": 1}}))
+    with pytest.raises(ValueError, match="epochz"):
+        TrainConfig.from_yaml(recipe)
