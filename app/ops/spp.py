@@ -1,0 +1,247 @@
+"""Spatial pyramid pooling (SPEC sections 2 and 3): the public API.
+
+* :func:`spatial_pyramid_pool` pools a whole feature map (classification; differentiable).
+* :func:`project_windows` maps image windows to inclusive conv5 cells (paper appendix).
+* :func:`roi_spp` pools many windows of many maps at once (detection). It dispatches on the
+  device: CUDA -> one Triton kernel launch (``_spp_triton``), CPU -> a compiled numba loop
+  (``_spp_cpu``), anything else (or no numba, NaNs in the map, or a map that needs gradients)
+  -> a plain torch path (``_spp_torch``). Every path gives the same bits as
+  :func:`roi_spp_reference`, the slow, obvious loop the tests compare against.
+
+Bin rule, for a region of ``h x w`` cells at ``(top, left)`` and level ``n``: bin ``(i, j)``
+covers rows ``[top + floor(i*h/n), top + ceil((i+1)*h/n))`` and the columns likewise; this is
+``adaptive_max_pool2d``'s rule. Output layout: levels concatenated in the given order; inside a
+level, channel-major then row then column (``pooled.reshape(C, n, n).flatten()``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from app.ops._spp_layout import pyramid_layout, validate_levels
+
+__all__ = [
+    "DEFAULT_LEVELS",
+    "project_windows",
+    "roi_spp",
+    "roi_spp_reference",
+    "spatial_pyramid_pool",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The paper's pyramid: 1x1, 2x2, 3x3 and 6x6 bins (50 bins).
+DEFAULT_LEVELS: tuple[int, ...] = (1, 2, 3, 6)
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check_features(features: Tensor) -> None:
+    if not isinstance(features, Tensor):
+        raise ValueError(f"expected features to be a Tensor, got {type(features).__name__}")
+    if features.dim() != 4:
+        raise ValueError(f"expected features of shape [B, C, H, W], got {tuple(features.shape)}")
+    if features.dtype not in _FLOAT_DTYPES:
+        raise ValueError(
+            "expected floating features (float16, bfloat16, float32, float64), "
+            f"got {features.dtype}"
+        )
+    batch, channels, height, width = features.shape
+    if batch < 1 or channels < 1 or height < 1 or width < 1:
+        raise ValueError(
+            f"expected a non-empty feature map [B, C, H, W], got {tuple(features.shape)}"
+        )
+
+
+def _check_regions(features: Tensor, regions: Tensor) -> Tensor:
+    """Validate ``regions`` against ``features``; return them as contiguous int64 on its device."""
+    if not isinstance(regions, Tensor):
+        raise ValueError(f"expected regions to be a Tensor, got {type(regions).__name__}")
+    if regions.dim() != 2 or regions.shape[1] != 5:
+        raise ValueError(
+            "expected regions of shape [K, 5] (batch_idx, left, top, right, bottom), "
+            f"got {tuple(regions.shape)}"
+        )
+    if regions.dtype.is_floating_point or regions.dtype.is_complex or regions.dtype == torch.bool:
+        raise ValueError(f"expected integer regions (conv5 cells), got {regions.dtype}")
+    if regions.device != features.device:
+        raise ValueError(
+            f"expected regions on the features' device {features.device}, got {regions.device}"
+        )
+    regions = regions.to(torch.int64).contiguous()
+    if regions.shape[0] == 0:
+        return regions
+    batch, _, height, width = features.shape
+    index, left, top, right, bottom = regions.unbind(1)
+    problems = {
+        f"batch index outside [0, {batch})": (index < 0) | (index >= batch),
+        f"left/right outside [0, {width})": (left < 0) | (right >= width),
+        f"top/bottom outside [0, {height})": (top < 0) | (bottom >= height),
+        "left > right": left > right,
+        "top > bottom": top > bottom,
+    }
+    for message, bad in problems.items():
+        if bool(bad.any()):
+            row = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"invalid region {row} {regions[row].tolist()}: {message} "
+                f"(feature map [B, C, H, W] = {list(features.shape)})"
+            )
+    return regions
+
+
+def spatial_pyramid_pool(features: Tensor, levels: Sequence[int] = DEFAULT_LEVELS) -> Tensor:
+    """Pyramid-pool whole feature maps (SPEC section 2; differentiable).
+
+    Args:
+        features (Tensor[B, C, H, W]): feature maps (e.g. conv5), any floating dtype.
+        levels: bins per side of each pyramid level, in output order.
+
+    Returns:
+        Tensor[B, C * sum(n * n)]: per level ``adaptive_max_pool2d(features, n)`` flattened
+        channel-major, levels concatenated in the given order. Works for any ``H, W >= 1``
+        (bins overlap when ``n`` exceeds the side).
+    """
+    _check_features(features)
+    values = validate_levels(levels)
+    pooled = [F.adaptive_max_pool2d(features, n).flatten(1) for n in values]  # [B, C*n*n] each
+    return torch.cat(pooled, dim=1)
+
+
+def project_windows(boxes: Tensor, feature_size: tuple[int, int], stride: int = 16) -> Tensor:
+    """Project image windows onto inclusive feature-map cells (SPEC section 3, paper appendix).
+
+    For a window ``(x1, y1, x2, y2)`` (pixels, already at the conv5 map's scale):
+    ``left = floor(x1 / S) + 1``, ``right = ceil(x2 / S) - 1`` (top/bottom likewise); when
+    ``left > right`` both become ``floor((left + right) / 2)``; then left/right are clamped to
+    ``[0, W5 - 1]`` and top/bottom to ``[0, H5 - 1]``.
+
+    Args:
+        boxes (Tensor[K, 4]): ``(x1, y1, x2, y2)`` pixels, 0-based, ``x1 <= x2``, ``y1 <= y2``.
+        feature_size: ``(H5, W5)`` of the feature map.
+        stride: total stride ``S`` of the feature map in pixels.
+
+    Returns:
+        LongTensor[K, 4]: ``(left, top, right, bottom)`` inclusive cells on ``boxes.device``,
+        with ``0 <= left <= right < W5`` and ``0 <= top <= bottom < H5``.
+    """
+    if not isinstance(boxes, Tensor):
+        raise ValueError(f"expected boxes to be a Tensor, got {type(boxes).__name__}")
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"expected boxes of shape [K, 4], got {tuple(boxes.shape)}")
+    if len(feature_size) != 2 or any(
+        isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in feature_size
+    ):
+        raise ValueError(f"expected feature_size (H5, W5) of positive ints, got {feature_size!r}")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"expected a positive integer stride, got {stride!r}")
+    if boxes.dtype.is_complex or boxes.dtype == torch.bool:
+        raise ValueError(f"expected real boxes, got {boxes.dtype}")
+    height, width = feature_size
+    if boxes.shape[0] == 0:
+        return torch.empty((0, 4), dtype=torch.int64, device=boxes.device)
+    coords = boxes.to(torch.float64)
+    if not bool(torch.isfinite(coords).all()):
+        raise ValueError("expected finite box coordinates")
+    if bool((coords[:, 2] < coords[:, 0]).any() | (coords[:, 3] < coords[:, 1]).any()):
+        raise ValueError("expected boxes with x1 <= x2 and y1 <= y2")
+    x1, y1, x2, y2 = (coords / stride).unbind(1)
+    left = torch.floor(x1).long() + 1
+    top = torch.floor(y1).long() + 1
+    right = torch.ceil(x2).long() - 1
+    bottom = torch.ceil(y2).long() - 1
+    mid_x = torch.div(left + right, 2, rounding_mode="floor")
+    mid_y = torch.div(top + bottom, 2, rounding_mode="floor")
+    collapse_x = left > right
+    collapse_y = top > bottom
+    left = torch.where(collapse_x, mid_x, left).clamp(0, width - 1)
+    right = torch.where(collapse_x, mid_x, right).clamp(0, width - 1)
+    top = torch.where(collapse_y, mid_y, top).clamp(0, height - 1)
+    bottom = torch.where(collapse_y, mid_y, bottom).clamp(0, height - 1)
+    return torch.stack([left, top, right, bottom], dim=1)
+
+
+def roi_spp(features: Tensor, regions: Tensor, levels: Sequence[int] = DEFAULT_LEVELS) -> Tensor:
+    """Pyramid-pool many rectangular regions of a batch of feature maps (SPEC section 2).
+
+    Exact: every path returns the same bits as :func:`roi_spp_reference` (max pooling does no
+    arithmetic). The fast paths are not differentiable; when ``features`` requires grad (and
+    grad mode is on) the differentiable torch path is used instead.
+
+    Args:
+        features (Tensor[B, C, H, W]): float16, bfloat16, float32 or float64 maps.
+        regions (LongTensor[K, 5]): rows ``(batch_idx, left, top, right, bottom)``, inclusive
+            cells, on the same device as ``features`` (any integer dtype).
+        levels: bins per side of each pyramid level, in output order.
+
+    Returns:
+        Tensor[K, C * sum(n * n)] of ``features.dtype`` on its device; row ``k`` is
+        ``concat over levels n of pool_n(region_k).reshape(C, n, n).flatten()``. ``K = 0`` gives
+        an empty ``[0, C * sum(n * n)]`` tensor.
+
+    Raises:
+        ValueError: bad shapes or dtypes, non-positive levels, or a region outside its map.
+    """
+    _check_features(features)
+    layout = pyramid_layout(levels)
+    regions = _check_regions(features, regions)
+    channels = features.shape[1]
+    if regions.shape[0] == 0:
+        return features.new_empty((0, channels * layout.total_bins))
+    if features.requires_grad and torch.is_grad_enabled():
+        from app.ops._spp_torch import roi_spp_torch
+
+        return roi_spp_torch(features, regions, layout)
+    if features.is_cuda:
+        from app.ops import _spp_triton
+
+        if _spp_triton.available():
+            return _spp_triton.roi_spp_triton(features, regions, layout)
+    elif features.device.type == "cpu":
+        from app.ops import _spp_cpu
+
+        if _spp_cpu.available():
+            pooled = _spp_cpu.roi_spp_cpu(features, regions, layout)
+            if pooled is not None:  # None: the maps hold NaN, which must propagate like amax
+                return pooled
+    from app.ops._spp_torch import roi_spp_torch
+
+    return roi_spp_torch(features, regions, layout)
+
+
+def roi_spp_reference(
+    features: Tensor, regions: Tensor, levels: Sequence[int] = DEFAULT_LEVELS
+) -> Tensor:
+    """The slow, obviously correct :func:`roi_spp`: per window, per level, per bin, slice and max.
+
+    Same arguments, validation and result as :func:`roi_spp`; use it in tests only.
+    """
+    _check_features(features)
+    values = validate_levels(levels)
+    regions = _check_regions(features, regions)
+    channels = features.shape[1]
+    rows = []
+    for batch_idx, left, top, right, bottom in regions.tolist():
+        h = bottom - top + 1
+        w = right - left + 1
+        parts = []
+        for n in values:
+            pooled = features.new_empty((channels, n, n))
+            for i in range(n):
+                row_start = top + (i * h) // n  # floor(i*h/n)
+                row_end = top + ((i + 1) * h + n - 1) // n  # ceil((i+1)*h/n), exclusive
+                for j in range(n):
+                    col_start = left + (j * w) // n
+                    col_end = left + ((j + 1) * w + n - 1) // n
+                    cell = features[batch_idx, :, row_start:row_end, col_start:col_end]
+                    pooled[:, i, j] = cell.amax(dim=(1, 2))  # [C]
+            parts.append(pooled.flatten())  # channel-major, then row, then column
+        rows.append(torch.cat(parts))
+    if not rows:
+        return features.new_empty((0, channels * sum(n * n for n in values)))
+    return torch.stack(rows)
