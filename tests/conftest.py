@@ -7,11 +7,15 @@ the bytes and the documented answer (status and exact message, or a check of the
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
+import threading
+import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pytest
@@ -234,6 +238,13 @@ IMAGE_CASE_NAMES = [
 ]  # fmt: skip
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Starlette's TestClient warns that it prefers httpx2; httpx is what we pin."""
+    config.addinivalue_line(
+        "filterwarnings", "ignore:Using `httpx` with `starlette.testclient`:DeprecationWarning"
+    )
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrise every ``image_case`` argument over the corpus, by name."""
     if "image_case" in metafunc.fixturenames:
@@ -262,3 +273,160 @@ def image_case(request: pytest.FixtureRequest) -> ImageCase:
     """The corpus entry named by the parametrisation."""
     by_name = {case.name: case for case in image_cases()}
     return by_name[request.param]
+
+
+# --------------------------------------------------------------------------- service fixtures
+
+TINY_CLASSES = ["circle", "square", "triangle"]
+
+
+class ControlledDetector:
+    """Wraps a detector (a real tiny one, usually) so tests can slow it, block it, make it
+    fail, and see how it was called. Same public surface as ``app.detector.Detector``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.model = inner.model
+        self.device = inner.device
+        self.delay_s = 0.0
+        self.gate: threading.Event | None = None  # when set, calls wait for it
+        self.failures: list[BaseException] = []  # raised by the next calls, in order
+        self.fail_when: Callable[[list[np.ndarray]], BaseException | None] | None = None
+        self.detect_batches: list[int] = []
+        self.classify_batches: list[int] = []
+        self.started = threading.Event()  # set when a detect/classify call begins
+
+    def _enter(self, images: list[np.ndarray]) -> None:
+        self.started.set()
+        if self.gate is not None:
+            self.gate.wait(30)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.failures:
+            raise self.failures.pop(0)
+        if self.fail_when is not None:
+            failure = self.fail_when(images)
+            if failure is not None:
+                raise failure
+
+    def detect(self, images: Any, proposals: Any, options: Any = None) -> Any:
+        images = list(images)
+        self._enter(images)
+        self.detect_batches.append(len(images))
+        if options is None:
+            return self.inner.detect(images, proposals)
+        return self.inner.detect(images, proposals, options)
+
+    def classify(self, images: Any, top_k: int = 5) -> Any:
+        images = list(images)
+        self._enter(images)
+        self.classify_batches.append(len(images))
+        return self.inner.classify(images, top_k=top_k)
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Any:
+    """A tiny random-weight model at small scales, so CPU inference takes milliseconds."""
+    from app.model.config import DetectionConfig, ProposalConfig
+    from app.model.store import build_random_model
+
+    detection = DetectionConfig(single_scale=96, multi_scales=(64, 96, 128), min_score=-1e9)
+    proposals = ProposalConfig(max_side=200, max_proposals=200)
+    return build_random_model(
+        TINY_CLASSES, width=0.125, fc_dim=32, seed=0, detection=detection, proposals=proposals
+    )
+
+
+@pytest.fixture
+def tiny_detector(tiny_model: Any) -> ControlledDetector:
+    """A fresh controllable wrapper around a CPU detector of the tiny model."""
+    from app.detector import Detector
+
+    return ControlledDetector(Detector(tiny_model, "cpu"))
+
+
+def service_settings(**overrides: Any) -> Any:
+    """Settings for tests: no environment or .env read, small pools, CPU."""
+    from app.service.settings import Settings
+
+    values: dict[str, Any] = {
+        "model_name": "tiny-random",
+        "device": "cpu",
+        "queue_size": 8,
+        "request_timeout_s": 30.0,
+        "proposal_workers": 2,
+        "max_batch_size": 8,
+        "batch_wait_ms": 2.0,
+        "log_level": "INFO",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def wait_ready(client: Any, timeout_s: float = 60.0) -> None:
+    """Poll ``/readyz`` until 200 (fails the test after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if client.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.02)
+    pytest.fail(f"service not ready after {timeout_s} s: {client.get('/readyz').json()}")
+
+
+class AppMaker:
+    """Builds a service app around a given detector (``loader``) and settings overrides."""
+
+    def __init__(self, detector: ControlledDetector) -> None:
+        self.detector = detector
+
+    def app(self, *, detector: Any = None, loader: Any = None, proposer: Any = None,
+            **settings: Any) -> Any:  # fmt: skip
+        from app.proposals import propose
+        from app.service.factory import create_app
+
+        chosen = detector or self.detector
+        return create_app(
+            service_settings(**settings),
+            detector_loader=loader or (lambda _settings: chosen),
+            proposer=proposer or propose,
+        )
+
+    @contextlib.contextmanager
+    def client(self, *, ready: bool = True, **kwargs: Any) -> Iterator[Any]:
+        """``with TestClient(app) as client`` (the lifespan runs), waiting for readiness."""
+        from fastapi.testclient import TestClient
+
+        with TestClient(self.app(**kwargs)) as client:
+            if ready:
+                wait_ready(client)
+            yield client
+
+
+@pytest.fixture
+def make_app(tiny_detector: ControlledDetector) -> AppMaker:
+    """Factory of apps and clients on the tiny detector (see :class:`AppMaker`)."""
+    return AppMaker(tiny_detector)
+
+
+@pytest.fixture
+def client(make_app: AppMaker) -> Iterator[Any]:
+    """A ready TestClient on the tiny model with default test settings."""
+    with make_app.client() as test_client:
+        yield test_client
+
+
+class ServiceKit:
+    """Service helpers for module-scoped fixtures, handed out by the ``service`` fixture."""
+
+    settings = staticmethod(service_settings)
+    wait_ready = staticmethod(wait_ready)
+    ControlledDetector = ControlledDetector
+
+
+@pytest.fixture(scope="session")
+def service() -> ServiceKit:
+    """Helpers to build settings and wait for readiness (see :class:`ServiceKit`)."""
+    return ServiceKit()

@@ -1,0 +1,101 @@
+"""``create_app``: settings, lifespan (load + warm-up in the background, drain on exit),
+middleware, error handlers, routers and the static web page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from app.proposals import propose
+from app.service.errors import install_error_handlers
+from app.service.logs import configure_logging
+from app.service.metrics import ServiceMetrics
+from app.service.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
+from app.service.pipeline import Proposer
+from app.service.routes import classify, detect, health, models
+from app.service.settings import Settings
+from app.service.state import DetectorLoader, ServiceState, load_detector
+
+logger = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    detector_loader: DetectorLoader = load_detector,
+    proposer: Proposer = propose,
+) -> FastAPI:
+    """Build the service.
+
+    Args:
+        settings: defaults to ``Settings()`` read from the environment.
+        detector_loader: blocking ``settings -> Detector``; tests pass a tiny model's.
+        proposer: ``propose(image, config, max_proposals)``; tests may pass a fast stub.
+
+    Nothing is loaded here: the lifespan starts loading the model in a thread and yields at
+    once, so ``/healthz`` answers while ``/readyz`` is 503 until the model is warm.
+    On exit it stops taking model requests and finishes the queued ones.
+    """
+    settings = settings or Settings()
+    metrics = ServiceMetrics()
+    service = ServiceState(settings, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        logger.info(
+            "starting",
+            extra={
+                "fields": {
+                    "model": settings.model_name,
+                    "model_store": str(settings.model_store),
+                    "device": settings.device,
+                    "auth": settings.api_key is not None,
+                }
+            },
+        )
+        loading = asyncio.create_task(service.load(detector_loader, proposer), name="model-load")
+        try:
+            yield
+        finally:
+            logger.info("stopping: draining in-flight requests")
+            await service.stop()
+            if not loading.done():
+                await loading  # a thread cannot be cancelled; let the load finish and clean up
+            logger.info("stopped")
+
+    app = FastAPI(
+        title="SPP-net detection service",
+        summary="ZF-5 SPP-net object detection: selective search, pyramid pooling, SVMs.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    install_error_handlers(app, settings, metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER, "Server-Timing"],
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    for router in (detect.router, classify.router, models.router, health.router):
+        app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,63 @@
+"""``POST /classify``: whole-image class probabilities, best first.
+
+The same upload rules as ``/detect`` (multipart field ``image`` or a raw ``image/*`` body);
+``top_k`` as a query parameter or form field. The image goes through the network once, at
+full-image SPP (SPEC section 6), batched with whatever else waits for the inference worker.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from app.service.deps import ApiKeyDep, PipelineDep
+from app.service.pipeline import server_timing_header
+from app.service.routes.detect import ERROR_RESPONSES
+from app.service.schemas import ClassifyParams, ClassifyResponse, ModelRef
+from app.service.uploads import merge_form_fields, read_upload, upload_openapi
+
+router = APIRouter(tags=["inference"], dependencies=[ApiKeyDep])
+
+
+def _classify_openapi() -> dict[str, Any]:
+    return upload_openapi({"top_k": {"type": "string", "description": "classes returned"}})
+
+
+@router.post(
+    "/classify",
+    response_model=ClassifyResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra=_classify_openapi(),
+    summary="Classify a whole image",
+)
+async def classify(
+    request: Request, params: Annotated[ClassifyParams, Query()], pipeline: PipelineDep
+) -> JSONResponse:
+    """Class probabilities of the uploaded image, ``top_k`` best first."""
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    deadline = pipeline.new_deadline()
+    with pipeline.gate.slot():
+        read_started = time.perf_counter()
+        upload = await read_upload(request, max_bytes=pipeline.settings.max_upload_bytes)
+        timings["read"] = round((time.perf_counter() - read_started) * 1000.0, 3)
+        params = merge_form_fields(ClassifyParams, params, upload.fields)
+        image = await pipeline.decode(upload.data, deadline=deadline, timings=timings)
+        outcome = await pipeline.classify(image, params.top_k, deadline=deadline, timings=timings)
+    timings["total"] = round((time.perf_counter() - started) * 1000.0, 3)
+    request.state.timings_ms = timings
+    pipeline.metrics.observe_stages(timings)
+    model = pipeline.detector.model
+    body = ClassifyResponse(
+        model=ModelRef(name=model.name, version=model.version),
+        width=int(image.shape[1]),
+        height=int(image.shape[0]),
+        predictions=ClassifyResponse.predictions_from(outcome.value),
+        timings_ms=timings,
+    )
+    return JSONResponse(
+        body.model_dump(mode="json"), headers={"Server-Timing": server_timing_header(timings)}
+    )
