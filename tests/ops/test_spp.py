@@ -1,0 +1,449 @@
+"""Pyramid pooling and window projection against slow, obvious references (SPEC 2 and 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import Tensor
+
+from app.ops import _spp_torch
+from app.ops._spp_layout import pyramid_layout
+from app.ops.spp import (
+    project_windows,
+    roi_spp,
+    roi_spp_reference,
+    spatial_pyramid_pool,
+)
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+        ],
+    ),
+]
+LEVEL_SETS = [(1, 2, 3, 6), (6, 3, 2, 1), (1,), (4, 2, 5, 10, 1), (2, 2), (7,)]
+
+
+def assert_exact(actual: Tensor, expected: Tensor) -> None:
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)
+
+
+def pyramid_reference(features: Tensor, levels: Sequence[int]) -> Tensor:
+    """Whole-map pyramid pooling written out bin by bin from SPEC section 2."""
+    batch, channels, height, width = features.shape
+    parts = []
+    for n in levels:
+        pooled = features.new_empty((batch, channels, n, n))
+        for i in range(n):
+            rows = slice((i * height) // n, -((-(i + 1) * height) // n))  # floor .. ceil
+            for j in range(n):
+                cols = slice((j * width) // n, -((-(j + 1) * width) // n))
+                pooled[:, :, i, j] = features[:, :, rows, cols].amax(dim=(2, 3))
+        parts.append(pooled.flatten(1))
+    return torch.cat(parts, dim=1)
+
+
+def roi_spp_torch(features: Tensor, regions: Tensor, levels: Sequence[int]) -> Tensor:
+    return _spp_torch.roi_spp_torch(features, regions, pyramid_layout(levels))
+
+
+#: Every way to run roi_spp: the public dispatch (numba on CPU, Triton on CUDA) and the torch
+#: fallback, called directly.
+BACKENDS: dict[str, Callable[[Tensor, Tensor, Sequence[int]], Tensor]] = {
+    "dispatch": roi_spp,
+    "torch": roi_spp_torch,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# spatial_pyramid_pool
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [(13, 13), (10, 10), (1, 1), (3, 5), (7, 20), (43, 58)])
+def test_spatial_pyramid_pool_matches_reference(
+    dtype: torch.dtype, size: tuple[int, int], make_map: Callable[..., Tensor]
+) -> None:
+    features = make_map(2, 5, *size, dtype, seed=sum(size))
+    pooled = spatial_pyramid_pool(features)
+    assert pooled.shape == (2, 5 * 50)
+    assert pooled.dtype == dtype
+    assert_exact(pooled, pyramid_reference(features, (1, 2, 3, 6)))
+
+
+def test_spatial_pyramid_pool_layout_and_levels(make_map: Callable[..., Tensor]) -> None:
+    features = make_map(1, 3, 8, 8, torch.float32, seed=0)
+    pooled = spatial_pyramid_pool(features, (1, 2))
+    assert pooled.shape == (1, 3 * 5)
+    assert_exact(pooled[0, :3], features[0].amax(dim=(1, 2)))  # level 1: one max per channel
+    level2 = pooled[0, 3:].reshape(3, 2, 2)  # channel-major, then row, then column
+    assert_exact(level2[1, 0, 1], features[0, 1, :4, 4:].amax())
+
+
+def test_spatial_pyramid_pool_uses_the_bin_rule_not_the_papers_win_stride_form() -> None:
+    # On a 10 x 10 map at n = 6 the paper's win = ceil(10/6) = 2, stride = floor(10/6) = 1 form
+    # puts the last bin on rows/columns 5..6; the bin rule puts it on 8..9.
+    features = torch.zeros(1, 1, 10, 10)
+    features[0, 0, 9, 9] = 1.0
+    pooled = spatial_pyramid_pool(features, (6,)).reshape(6, 6)
+    assert pooled[5, 5] == 1.0
+    assert pooled.sum() == 1.0
+
+
+def test_spatial_pyramid_pool_is_differentiable(make_map: Callable[..., Tensor]) -> None:
+    features = make_map(2, 4, 9, 11, torch.float32, seed=1).requires_grad_()
+    spatial_pyramid_pool(features).sum().backward()
+    assert features.grad is not None
+    assert features.grad.shape == features.shape
+    assert features.grad.sum() == 2 * 4 * 50  # each bin's gradient lands on its one max
+
+
+@pytest.mark.parametrize(
+    ("features", "levels", "message"),
+    [
+        (torch.zeros(3, 4, 5), (1,), r"\[B, C, H, W\]"),
+        (torch.zeros(1, 2, 3, 4, dtype=torch.int32), (1,), "floating"),
+        (torch.zeros(1, 2, 0, 4), (1,), "non-empty"),
+        (torch.zeros(1, 2, 3, 4), (), "empty"),
+        (torch.zeros(1, 2, 3, 4), (0, 1), "positive"),
+        (torch.zeros(1, 2, 3, 4), (True,), "positive"),
+        (torch.zeros(1, 2, 3, 4), (1.5,), "positive"),
+    ],
+)
+def test_spatial_pyramid_pool_rejects_bad_input(
+    features: Tensor, levels: Sequence[int], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        spatial_pyramid_pool(features, levels)
+
+
+# ---------------------------------------------------------------------------------------------
+# project_windows (SPEC section 3, worked by hand with S = 16)
+
+
+def test_project_windows_hand_worked_cases() -> None:
+    boxes = torch.tensor(
+        [
+            # left = floor(0/16)+1 = 1, top = floor(0/16)+1 = 1,
+            # right = ceil(160/16)-1 = 9, bottom = ceil(80/16)-1 = 4
+            [0.0, 0.0, 160.0, 80.0],
+            # left = floor(17/16)+1 = 2, top = floor(33/16)+1 = 3,
+            # right = ceil(100.5/16)-1 = 6, bottom = ceil(95/16)-1 = 5
+            [17.0, 33.0, 100.5, 95.0],
+            # tiny: left = 1+1 = 2, right = ceil(20/16)-1 = 1 -> both floor(3/2) = 1;
+            # top = 2+1 = 3, bottom = ceil(40/16)-1 = 2 -> both floor(5/2) = 2
+            [16.0, 32.0, 20.0, 40.0],
+            # a point at 100: left = 6+1 = 7, right = 7-1 = 6 -> floor(13/2) = 6 (both axes)
+            [100.0, 100.0, 100.0, 100.0],
+            # exactly one cell: left = 2+1 = 3, right = 4-1 = 3
+            [32.0, 32.0, 64.0, 64.0],
+            # clamped: right = ceil(999/16)-1 = 62 -> W5-1 = 9, bottom = 62 -> H5-1 = 7
+            [0.0, 0.0, 999.0, 999.0],
+            # starts beyond the map: left = 63+1 = 64, right = 63 -> collapse to 63 -> clamp 9
+            [1008.0, 1008.0, 1010.0, 1010.0],
+            # negative coordinates: left = floor(-5/16)+1 = 0, right = ceil(-1/16)-1 = -1
+            # -> collapse to floor(-1/2) = -1 -> clamp to 0
+            [-5.0, -5.0, -1.0, -1.0],
+        ]
+    )
+    cells = project_windows(boxes, (8, 10))
+    assert cells.dtype == torch.int64
+    expected = [
+        [1, 1, 9, 4],
+        [2, 3, 6, 5],
+        [1, 2, 1, 2],
+        [6, 6, 6, 6],
+        [3, 3, 3, 3],
+        [1, 1, 9, 7],
+        [9, 7, 9, 7],
+        [0, 0, 0, 0],
+    ]
+    assert cells.tolist() == expected
+
+
+def test_project_windows_other_stride_and_empty() -> None:
+    cells = project_windows(torch.tensor([[10.0, 10.0, 50.0, 30.0]]), (20, 20), stride=8)
+    # left = floor(10/8)+1 = 2, top = 2, right = ceil(50/8)-1 = 6, bottom = ceil(30/8)-1 = 3
+    assert cells.tolist() == [[2, 2, 6, 3]]
+    empty = project_windows(torch.empty(0, 4), (5, 5))
+    assert empty.shape == (0, 4)
+    assert empty.dtype == torch.int64
+
+
+@pytest.mark.parametrize(
+    ("boxes", "feature_size", "stride", "message"),
+    [
+        (torch.zeros(3), (5, 5), 16, r"\[K, 4\]"),
+        (torch.zeros(2, 5), (5, 5), 16, r"\[K, 4\]"),
+        (torch.zeros(1, 4), (0, 5), 16, "feature_size"),
+        (torch.zeros(1, 4), (5,), 16, "feature_size"),
+        (torch.zeros(1, 4), (5, 5), 0, "stride"),
+        (torch.tensor([[0.0, 0.0, float("nan"), 1.0]]), (5, 5), 16, "finite"),
+        (torch.tensor([[5.0, 0.0, 1.0, 1.0]]), (5, 5), 16, "x1 <= x2"),
+    ],
+)
+def test_project_windows_rejects_bad_input(
+    boxes: Tensor, feature_size: tuple[int, int], stride: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        project_windows(boxes, feature_size, stride)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    boxes=st.lists(
+        st.tuples(
+            st.floats(-50, 1200, allow_nan=False),
+            st.floats(-50, 1200, allow_nan=False),
+            st.floats(0, 400, allow_nan=False),
+            st.floats(0, 400, allow_nan=False),
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    height=st.integers(1, 80),
+    width=st.integers(1, 80),
+)
+def test_project_windows_always_gives_valid_cells(
+    boxes: list[tuple[float, float, float, float]], height: int, width: int
+) -> None:
+    as_xyxy = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in boxes], dtype=torch.float64)
+    cells = project_windows(as_xyxy, (height, width))
+    left, top, right, bottom = cells.unbind(1)
+    assert bool(((left >= 0) & (left <= right) & (right < width)).all())
+    assert bool(((top >= 0) & (top <= bottom) & (bottom < height)).all())
+
+
+# ---------------------------------------------------------------------------------------------
+# roi_spp
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_roi_spp_random_regions_match_reference(
+    backend: str,
+    dtype: torch.dtype,
+    seed: int,
+    make_map: Callable[..., Tensor],
+    random_regions: Callable[..., Tensor],
+) -> None:
+    features = make_map(3, 7, 11, 14, dtype, seed)
+    regions = random_regions(3, 11, 14, 40, seed)
+    pooled = BACKENDS[backend](features, regions, (1, 2, 3, 6))
+    assert pooled.shape == (40, 7 * 50)
+    assert pooled.dtype == dtype
+    assert_exact(pooled, roi_spp_reference(features, regions))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [(7, 9), (1, 1), (2, 13), (6, 6), (20, 3)])
+def test_roi_spp_edge_regions_match_reference(
+    device: str,
+    dtype: torch.dtype,
+    size: tuple[int, int],
+    make_map: Callable[..., Tensor],
+    edge_regions: Callable[..., Tensor],
+) -> None:
+    features = make_map(2, 6, *size, dtype, seed=3)
+    regions = edge_regions(2, *size)
+    expected = roi_spp_reference(features, regions)
+    pooled = roi_spp(features.to(device), regions.to(device))
+    assert pooled.device.type == device
+    assert_exact(pooled.cpu(), expected)
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("levels", LEVEL_SETS)
+def test_roi_spp_any_levels_match_reference(
+    backend: str,
+    levels: tuple[int, ...],
+    make_map: Callable[..., Tensor],
+    random_regions: Callable[..., Tensor],
+) -> None:
+    features = make_map(2, 5, 12, 9, torch.float32, seed=4)
+    regions = random_regions(2, 12, 9, 25, 4)
+    pooled = BACKENDS[backend](features, regions, levels)
+    assert pooled.shape == (25, 5 * sum(n * n for n in levels))
+    assert_exact(pooled, roi_spp_reference(features, regions, levels))
+
+
+def test_roi_spp_output_layout_by_hand() -> None:
+    # One 2-channel map 4 x 4 with channel 1 = -channel 0, region = the whole map.
+    grid = torch.arange(16.0).reshape(4, 4)
+    features = torch.stack([grid, -grid])[None]  # [1, 2, 4, 4]
+    pooled = roi_spp(features, torch.tensor([[0, 0, 0, 3, 3]]), (1, 2))[0]
+    level1 = [15.0, 0.0]
+    level2_ch0 = [5.0, 7.0, 13.0, 15.0]  # bins (0,0) (0,1) (1,0) (1,1)
+    level2_ch1 = [-0.0, -2.0, -8.0, -10.0]
+    assert pooled.tolist() == level1 + level2_ch0 + level2_ch1
+
+
+def test_roi_spp_full_map_region_equals_spatial_pyramid_pool(
+    make_map: Callable[..., Tensor],
+) -> None:
+    features = make_map(2, 4, 10, 13, torch.float32, seed=5)
+    regions = torch.tensor([[0, 0, 0, 12, 9], [1, 0, 0, 12, 9]])
+    assert_exact(roi_spp(features, regions), spatial_pyramid_pool(features))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_roi_spp_no_regions_gives_empty_tensor(device: str, dtype: torch.dtype) -> None:
+    features = torch.zeros(2, 8, 5, 5, dtype=dtype, device=device)
+    pooled = roi_spp(features, torch.empty(0, 5, dtype=torch.int64, device=device))
+    assert pooled.shape == (0, 8 * 50)
+    assert pooled.dtype == dtype
+    assert pooled.device == features.device
+    assert roi_spp_reference(features, torch.empty(0, 5, dtype=torch.long)).shape == (0, 400)
+
+
+def test_roi_spp_propagates_nan_like_amax(
+    make_map: Callable[..., Tensor], edge_regions: Callable[..., Tensor]
+) -> None:
+    features = make_map(2, 3, 7, 9, torch.float32, seed=6)
+    features[1, 2, 3, 4] = float("nan")
+    regions = edge_regions(2, 7, 9)
+    pooled = roi_spp(features, regions)
+    assert bool(pooled.isnan().any())
+    assert_exact(pooled, roi_spp_reference(features, regions))
+
+
+def test_roi_spp_infinities_and_memory_formats(make_map: Callable[..., Tensor]) -> None:
+    features = make_map(1, 16, 6, 8, torch.float32, seed=7)
+    features[0, 0] = float("-inf")
+    features[0, 1, 2, 3] = float("inf")
+    regions = torch.tensor([[0, 0, 0, 7, 5], [0, 3, 2, 3, 2], [0, 1, 1, 5, 4]])
+    expected = roi_spp_reference(features, regions)
+    assert_exact(roi_spp(features.to(memory_format=torch.channels_last), regions), expected)
+    assert_exact(roi_spp(features.double(), regions.int()), expected.double())
+    sliced = make_map(1, 32, 6, 8, torch.float32, seed=7)[:, ::2]  # non-contiguous channels
+    assert_exact(roi_spp(sliced, regions), roi_spp_reference(sliced, regions))
+
+
+def test_roi_spp_in_inference_mode_and_with_autograd(
+    make_map: Callable[..., Tensor], random_regions: Callable[..., Tensor]
+) -> None:
+    features = make_map(1, 4, 8, 8, torch.float32, seed=8)
+    regions = random_regions(1, 8, 8, 10, 8)
+    expected = roi_spp_reference(features, regions)
+    with torch.inference_mode():
+        assert_exact(roi_spp(features, regions), expected)
+    leaf = features.clone().requires_grad_()
+    pooled = roi_spp(leaf, regions)
+    assert pooled.requires_grad
+    pooled.sum().backward()
+    assert leaf.grad is not None
+    assert_exact(pooled.detach(), expected)
+
+
+@pytest.mark.parametrize(
+    ("regions", "message"),
+    [
+        (torch.zeros(3, 4, dtype=torch.long), r"\[K, 5\]"),
+        (torch.zeros(5, dtype=torch.long), r"\[K, 5\]"),
+        (torch.zeros(1, 5), "integer"),
+        (torch.tensor([[2, 0, 0, 0, 0]]), "batch index"),
+        (torch.tensor([[-1, 0, 0, 0, 0]]), "batch index"),
+        (torch.tensor([[0, 0, 0, 6, 0]]), "left/right"),
+        (torch.tensor([[0, -1, 0, 0, 0]]), "left/right"),
+        (torch.tensor([[0, 0, 0, 0, 4]]), "top/bottom"),
+        (torch.tensor([[0, 3, 0, 2, 0]]), "left > right"),
+        (torch.tensor([[0, 0, 3, 0, 2]]), "top > bottom"),
+    ],
+)
+def test_roi_spp_rejects_bad_regions(regions: Tensor, message: str) -> None:
+    features = torch.zeros(2, 3, 4, 6)
+    with pytest.raises(ValueError, match=message):
+        roi_spp(features, regions)
+    with pytest.raises(ValueError, match=message):
+        roi_spp_reference(features, regions)
+
+
+@pytest.mark.parametrize(
+    ("features", "levels", "message"),
+    [
+        (torch.zeros(3, 4, 6), (1,), r"\[B, C, H, W\]"),
+        (torch.zeros(1, 3, 4, 6, dtype=torch.int64), (1,), "floating"),
+        (torch.zeros(1, 3, 4, 6), (0,), "positive"),
+        (torch.zeros(1, 3, 4, 6), (-2, 1), "positive"),
+        (torch.zeros(1, 3, 4, 6), (), "empty"),
+    ],
+)
+def test_roi_spp_rejects_bad_features_and_levels(
+    features: Tensor, levels: Sequence[int], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        roi_spp(features, torch.zeros(1, 5, dtype=torch.long), levels)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
+def test_roi_spp_rejects_regions_on_another_device() -> None:
+    with pytest.raises(ValueError, match="device"):
+        roi_spp(torch.zeros(1, 3, 4, 6, device="cuda"), torch.zeros(1, 5, dtype=torch.long))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.data(),
+    batch=st.integers(1, 3),
+    channels=st.integers(1, 9),
+    height=st.integers(1, 12),
+    width=st.integers(1, 12),
+    levels=st.sampled_from(LEVEL_SETS),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**16),
+)
+def test_roi_spp_hypothesis(
+    data: st.DataObject,
+    batch: int,
+    channels: int,
+    height: int,
+    width: int,
+    levels: tuple[int, ...],
+    dtype: torch.dtype,
+    seed: int,
+) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    features = torch.randn(batch, channels, height, width, generator=gen).to(dtype)
+    windows = data.draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, batch - 1),
+                st.integers(0, width - 1),
+                st.integers(0, width - 1),
+                st.integers(0, height - 1),
+                st.integers(0, height - 1),
+            ),
+            max_size=12,
+        )
+    )
+    regions = torch.tensor(
+        [(b, min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)) for b, x0, x1, y0, y1 in windows],
+        dtype=torch.int64,
+    ).reshape(-1, 5)
+    expected = roi_spp_reference(features, regions, levels)
+    assert_exact(roi_spp(features, regions, levels), expected)
+    if len(regions):
+        assert_exact(roi_spp_torch(features, regions, levels), expected)
+
+
+def test_pyramid_layout_derives_coarse_levels_from_finer_ones() -> None:
+    layout = pyramid_layout((1, 2, 3, 6))
+    assert layout.bin_offsets == (0, 1, 5, 14)
+    assert layout.total_bins == 50
+    assert layout.order == (3, 2, 1, 0)
+    assert layout.source == (1, 3, 3, -1)  # 1 from 2, 2 from 6, 3 from 6, 6 from the map
+    repeated = pyramid_layout((2, 5, 2))
+    assert repeated.source == (-1, -1, 0)
