@@ -211,15 +211,21 @@ def roi_spp_cpu(features: Tensor, regions: Tensor, layout: PyramidLayout) -> Ten
     num_chunks = min(num_windows, 8 * threads)
     with _call_lock:
         numba.set_num_threads(threads)
-        _pool_windows(
-            feat,
-            regions.numpy(),
-            np.asarray(layout.levels, dtype=np.int64),
-            np.asarray(layout.bin_offsets, dtype=np.int64),
-            np.asarray(layout.order, dtype=np.int64),
-            np.asarray(layout.source, dtype=np.int64),
-            layout.total_bins,
-            num_chunks,
-            out.numpy(),
-        )
+        # Chunks are handed out one at a time (not split evenly up front), so a thread the OS
+        # holds back on a busy machine does not hold up the whole call.
+        previous_chunksize = numba.set_parallel_chunksize(1)
+        try:
+            _pool_windows(
+                feat,
+                regions.numpy(),
+                np.asarray(layout.levels, dtype=np.int64),
+                np.asarray(layout.bin_offsets, dtype=np.int64),
+                np.asarray(layout.order, dtype=np.int64),
+                np.asarray(layout.source, dtype=np.int64),
+                layout.total_bins,
+                num_chunks,
+                out.numpy(),
+            )
+        finally:
+            numba.set_parallel_chunksize(previous_chunksize)
     return out.view(dtype) if keys else out
