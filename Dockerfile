@@ -55,6 +55,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status != 200)"]
 
-# uvicorn is PID 1 and gets SIGTERM directly: it stops accepting, lets in-flight requests
-# finish (up to 30 s), then the lifespan drains the inference queue.
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--no-access-log", "--timeout-graceful-shutdown", "30"]
+# uvicorn (inside app.service.serve) is PID 1 and gets SIGTERM directly: it stops accepting,
+# lets in-flight requests finish (up to 30 s), the lifespan drains the inference queue, and the
+# process exits 0. `uvicorn app.main:app --host 0.0.0.0 --port 8000` works too (exit 143).
+CMD ["python", "-m", "app.service.serve", "--host", "0.0.0.0", "--port", "8000"]

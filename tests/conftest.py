@@ -240,9 +240,7 @@ IMAGE_CASE_NAMES = [
 
 def pytest_configure(config: pytest.Config) -> None:
     """Starlette's TestClient warns that it prefers httpx2; httpx is what we pin."""
-    config.addinivalue_line(
-        "filterwarnings", "ignore:Using `httpx` with `starlette.testclient`"
-    )
+    config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -147,9 +147,10 @@ class ClassifyResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Every error except validation errors: a short, stable message."""
+    """Every error: a short, stable message, or for invalid parameters (422) FastAPI's list of
+    ``{type, loc, msg, input}`` objects."""
 
-    detail: str
+    detail: str | list[dict[str, Any]]
 
 
 class HealthResponse(BaseModel):

@@ -132,8 +132,8 @@ async def read_upload(request: Request, *, max_bytes: int) -> Upload:
 
     Raises:
         HTTPException: 413 over ``max_bytes`` (before reading when ``Content-Length`` says
-            so), 415 for another content type, 400 for a malformed multipart body, 422 when
-            the ``image`` field is missing.
+            so), 415 for another content type, 400 for a malformed multipart body.
+        RequestValidationError: (422) the ``image`` field is missing.
     """
     content_type = request.headers.get("content-type", "")
     media_type, params = parse_options_header(content_type)
@@ -186,7 +186,9 @@ async def read_upload(request: Request, *, max_bytes: int) -> Upload:
     if not collector.finished:
         raise HTTPException(400, "malformed multipart body: it ends before its closing boundary")
     if collector.image is None:
-        raise HTTPException(422, f"missing multipart field '{IMAGE_FIELD}'")
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body", IMAGE_FIELD), "msg": "Field required"}]
+        )
     return Upload(data=bytes(collector.image), content_type=media, fields=collector.fields)
 
 

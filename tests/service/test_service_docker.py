@@ -54,7 +54,8 @@ def test_dockerfile_instructions() -> None:
     assert "EXPOSE 8000" in lines
     assert "HEALTHCHECK" in text and "/readyz" in text.split("HEALTHCHECK", 1)[1]
     cmd = [line for line in lines if line.startswith("CMD [")][-1]  # the last CMD is the image's
-    assert cmd.startswith('CMD ["uvicorn", "app.main:app"') and '"--port", "8000"' in cmd
+    assert cmd.startswith('CMD ["python", "-m", "app.service.serve"') and '"--port", "8000"' in cmd
+    assert '"--host", "0.0.0.0"' in cmd
 
 
 def test_dockerignore_keeps_the_context_small() -> None:

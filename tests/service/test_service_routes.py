@@ -321,7 +321,9 @@ def test_wrong_content_type_is_415(client: Any, png: bytes) -> None:
 def test_missing_image_field_is_422(client: Any, png: bytes) -> None:
     response = client.post("/detect", files={"picture": ("x.png", png, "image/png")})
     assert response.status_code == 422
-    assert response.json() == {"detail": "missing multipart field 'image'"}
+    assert response.json() == {
+        "detail": [{"type": "missing", "loc": ["body", "image"], "msg": "Field required"}]
+    }
 
 
 def test_two_image_fields_are_400(client: Any, png: bytes) -> None:

@@ -31,6 +31,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         401: "API key missing or wrong (only when API_KEY is set)",
         413: "upload or pixel count over the limit",
         415: "not a supported image or content type",
+        422: "invalid options (a list of errors), or an image too small or too elongated",
         503: "model not ready, server busy (Retry-After), or out of memory",
         504: "the request's deadline passed",
     }.items()
