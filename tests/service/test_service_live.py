@@ -314,3 +314,94 @@ def test_openapi_fuzzing(tiny_server: LiveServer) -> None:
     assert calls >= 100
     assert not failures, "\n\n".join(failures[:10])
     assert httpx.get(f"{tiny_server.url}/readyz", timeout=5).status_code == 200
+
+
+# ----------------------------------------------------------------------------- overload
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def test_overload_answers_only_200_or_503(tmp_path: Path, tiny_store: Path) -> None:
+    """16 concurrent clients against QUEUE_SIZE=4 for LOAD_TEST_SECONDS (default 60): only 200
+    and 503 with Retry-After, no client timeout, resident memory grows < 10% after warm-up.
+    Figures go to test-artifacts/load-report.json."""
+    import asyncio
+
+    duration_s = float(os.environ.get("LOAD_TEST_SECONDS", "60"))
+    warm_up_s = min(10.0, duration_s / 4)
+    clients = 16
+    env = {"MODEL_STORE": str(tiny_store), "MODEL_NAME": "tiny", "DEVICE": "cpu", "QUEUE_SIZE": "4"}
+    rng = np.random.default_rng(0)
+    uploads = [jpeg_bytes(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)) for _ in range(8)]
+    with run_server(tmp_path, env) as server:
+        pid = server.process.pid
+        latencies: dict[int, list[float]] = {}
+        problems: list[str] = []
+        rss: dict[str, int] = {}
+
+        async def client_loop(index: int, stop_at: float, client: httpx.AsyncClient) -> None:
+            n = index
+            while time.monotonic() < stop_at:
+                n += 1
+                started = time.perf_counter()
+                try:
+                    response = await client.post(
+                        "/detect",
+                        files={"image": ("x.jpg", uploads[n % len(uploads)], "image/jpeg")},
+                    )
+                except httpx.HTTPError as exc:
+                    problems.append(f"client error: {exc!r}")
+                    continue
+                elapsed = time.perf_counter() - started
+                latencies.setdefault(response.status_code, []).append(elapsed)
+                if response.status_code == 503:
+                    if response.headers.get("retry-after") != "1":
+                        problems.append("503 without Retry-After")
+                    await asyncio.sleep(0.05)
+                elif response.status_code != 200:
+                    problems.append(f"status {response.status_code}: {response.text[:200]}")
+
+        async def load() -> None:
+            limits = httpx.Limits(max_connections=clients)
+            async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
+                start = time.monotonic()
+                runners = [
+                    asyncio.create_task(client_loop(i, start + duration_s, client))
+                    for i in range(clients)
+                ]
+                await asyncio.sleep(warm_up_s)
+                rss["after_warm_up"] = rss_bytes(pid)
+                await asyncio.gather(*runners)
+                rss["end"] = rss_bytes(pid)
+
+        asyncio.run(load())
+        assert httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200
+    ok = sorted(latencies.get(200, []))
+    rejected = sorted(latencies.get(503, []))
+    report = {
+        "clients": clients,
+        "queue_size": 4,
+        "duration_s": duration_s,
+        "ok": len(ok),
+        "rejected_503": len(rejected),
+        "other": {k: len(v) for k, v in latencies.items() if k not in (200, 503)},
+        "p50_ms_200": round(1000 * float(np.percentile(ok, 50)), 1) if ok else None,
+        "p99_ms_200": round(1000 * float(np.percentile(ok, 99)), 1) if ok else None,
+        "p50_ms_503": round(1000 * float(np.percentile(rejected, 50)), 1) if rejected else None,
+        "p99_ms_503": round(1000 * float(np.percentile(rejected, 99)), 1) if rejected else None,
+        "rss_mb_after_warm_up": round(rss["after_warm_up"] / 2**20, 1),
+        "rss_mb_end": round(rss["end"] / 2**20, 1),
+        "rss_growth_pct": round(100 * (rss["end"] / rss["after_warm_up"] - 1), 2),
+        "problems": problems[:20],
+    }
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "load-report.json").write_text(json.dumps(report, indent=2) + "\n")
+    assert not problems, report
+    assert ok and rejected, report
+    assert report["rss_growth_pct"] < 10.0, report
