@@ -353,3 +353,25 @@ def test_validation_errors_are_json(client: Any) -> None:
     response = client.post("/detect", params={"scales": "x"}, content=b"")
     assert response.status_code == 422
     json.dumps(response.json())
+
+
+@pytest.mark.gpu
+def test_detect_and_classify_on_cuda(make_app: Any, png: bytes) -> None:
+    """The same requests with the detector on the GPU (skipped without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from app.detector import Detector
+    from app.model.config import DetectionConfig
+    from app.model.store import build_random_model
+
+    detection = DetectionConfig(single_scale=96, multi_scales=(64, 96, 128), min_score=-1e9)
+    model = build_random_model(TINY_CLASSES, fc_dim=32, detection=detection)
+    with make_app.client(detector=Detector(model, "cuda"), device="cuda") as client:
+        assert client.get("/readyz").json()["device"].startswith("cuda")
+        for scales in ("single", "multi"):
+            response = post_image(client, "/detect", png, params={"scales": scales})
+            assert response.status_code == 200, response.text
+            check_detect_body(response.json(), 96, 72)
+        assert post_image(client, "/classify", png).status_code == 200
