@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from unittest import mock
 
 import pytest
 import torch
@@ -56,11 +57,18 @@ def roi_spp_torch(features: Tensor, regions: Tensor, levels: Sequence[int]) -> T
     return _spp_torch.roi_spp_torch(features, regions, pyramid_layout(levels))
 
 
+def roi_spp_torch_loop(features: Tensor, regions: Tensor, levels: Sequence[int]) -> Tensor:
+    """The torch fallback's window-by-window branch (taken when a sparse table is too big)."""
+    with mock.patch.object(_spp_torch, "_MAX_TABLE_ELEMENTS", 0):
+        return roi_spp_torch(features, regions, levels)
+
+
 #: Every way to run roi_spp: the public dispatch (numba on CPU, Triton on CUDA) and the torch
-#: fallback, called directly.
+#: fallback's two branches, called directly.
 BACKENDS: dict[str, Callable[[Tensor, Tensor, Sequence[int]], Tensor]] = {
     "dispatch": roi_spp,
     "torch": roi_spp_torch,
+    "torch-loop": roi_spp_torch_loop,
 }
 
 
