@@ -145,7 +145,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from app.evaluation.runner import evaluate
+    from app.evaluation.runner import evaluate, evaluate_classification
+
+    if args.task == "classify":
+        report = evaluate_classification(
+            voc_root=Path(args.voc_root),
+            split=args.split,
+            store=Path(args.store),
+            model_name=args.model,
+            out_dir=Path(args.out),
+            device=args.device,
+            record=args.record,
+        )
+        sys.stdout.write(json.dumps(report["summary"], indent=2) + "\n")
+        return 0
 
     report = evaluate(
         voc_root=Path(args.voc_root),
@@ -233,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="VOC 2007 11-point AP of a model or of a detections file")
     p.add_argument("--voc-root", required=True)
     p.add_argument("--split", default="test")
+    p.add_argument(
+        "--task",
+        choices=("detect", "classify"),
+        default="detect",
+        help="detect: VOC AP; classify: top-1 accuracy on the single-object images",
+    )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--model", default=None)
     source.add_argument("--detections", help="JSON list of {image_id, label, score, box}")

@@ -91,7 +91,11 @@ def test_options_filter(detector: Detector) -> None:
     [everything] = detector.detect([image], [boxes])
     [only] = detector.detect([image], [boxes], DetectOptions(class_ids=(1,)))
     assert {d.class_id for d in only.detections} <= {1}
-    assert only.detections == [d for d in everything.detections if d.class_id == 1]
+    # NMS is per class, so the filter keeps exactly that class's detections (compared by
+    # score: windows that share conv5 cells tie, and either may represent the tie).
+    assert [d.score for d in only.detections] == [
+        d.score for d in everything.detections if d.class_id == 1
+    ]
     [capped] = detector.detect([image], [boxes], DetectOptions(max_detections=3, max_per_class=2))
     assert len(capped.detections) <= 3
     [confident] = detector.detect([image], [boxes], DetectOptions(min_confidence=0.6))

@@ -18,6 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from app.detector import DetectOptions, Detector, ScaleMode
+from app.evaluation.classification import classification_accuracy
 from app.evaluation.plots import plot_precision_recall
 from app.evaluation.recall import ProposalRecall, proposal_recall_for_annotations
 from app.evaluation.report import build_report, write_report
@@ -127,6 +128,29 @@ def evaluate(
         _record_metrics(
             store / model_name, f"{split}_{scales}", {**summary, "command": settings["command"]}
         )
+    return report
+
+
+def evaluate_classification(
+    *,
+    voc_root: Path,
+    split: str,
+    store: Path,
+    model_name: str,
+    out_dir: Path,
+    device: str | None = None,
+    record: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Top-1 whole-image accuracy on the split's single-object images; returns the report."""
+    dataset = VocDataset(voc_root, split)
+    detector = Detector(load_model(store, model_name), device)
+    result = classification_accuracy(detector, dataset, progress=progress)
+    command = shlex.join(["spp", *sys.argv[1:]])
+    report = {"summary": {**result, "command": command}, "settings": {"voc_root": str(voc_root)}}
+    write_report(out_dir / "classification.json", report)
+    if record:
+        _record_metrics(store / model_name, f"{split}_classify", report["summary"])
     return report
 
 
