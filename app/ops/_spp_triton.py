@@ -27,8 +27,10 @@ try:
 except ImportError:  # pragma: no cover - triton ships with the CUDA build of torch
     triton = None  # type: ignore[assignment]
 
-#: Columns of the per-bin table handed to the kernel.
-_BIN_FIELDS = 5  # n, i, j, output offset of channel 0 (elements), n * n
+#: Columns of the per-bin table handed to the kernel: n, i, j, output offset of channel 0
+#: (elements), n * n. Passed to the kernel as a constexpr (Triton kernels may only read
+#: constexpr globals).
+_BIN_FIELDS = 5
 
 
 def available() -> bool:
@@ -50,6 +52,7 @@ if triton is not None:
         stride_b,
         stride_h,
         stride_w,
+        BIN_FIELDS: tl.constexpr,  # columns of the bin table (_BIN_FIELDS)
         BLOCK_C: tl.constexpr,
     ):
         k = tl.program_id(0)
@@ -61,11 +64,11 @@ if triton is not None:
         top = tl.load(region + 2)
         h = tl.load(region + 4) - top + 1
         w = tl.load(region + 3) - left + 1
-        n = tl.load(bins_ptr + q * _BIN_FIELDS)
-        i = tl.load(bins_ptr + q * _BIN_FIELDS + 1)
-        j = tl.load(bins_ptr + q * _BIN_FIELDS + 2)
-        out_offset = tl.load(bins_ptr + q * _BIN_FIELDS + 3)
-        nn = tl.load(bins_ptr + q * _BIN_FIELDS + 4)
+        n = tl.load(bins_ptr + q * BIN_FIELDS)
+        i = tl.load(bins_ptr + q * BIN_FIELDS + 1)
+        j = tl.load(bins_ptr + q * BIN_FIELDS + 2)
+        out_offset = tl.load(bins_ptr + q * BIN_FIELDS + 3)
+        nn = tl.load(bins_ptr + q * BIN_FIELDS + 4)
         # All operands are >= 0, so // is floor division; ceil(a / n) = (a + n - 1) // n.
         row_start = top + (i * h) // n
         row_end = top + ((i + 1) * h + n - 1) // n
@@ -78,7 +81,8 @@ if triton is not None:
         for r in range(row_start, row_end):
             for c in range(col_start, col_end):
                 value = tl.load(base + r * stride_h + c * stride_w, mask=mask)
-                acc = tl.maximum(acc, value, propagate_nan=tl.PropagateNan.ALL)
+                # (max of 16-bit floats comes back as float32; the cast back is exact)
+                acc = tl.maximum(acc, value, propagate_nan=tl.PropagateNan.ALL).to(value.dtype)
         tl.store(out_ptr + k.to(tl.int64) * out_stride + out_offset + cs * nn, acc, mask=mask)
 
 
@@ -127,6 +131,7 @@ def roi_spp_triton(features: Tensor, regions: Tensor, layout: PyramidLayout) -> 
         feat.stride(0),
         feat.stride(1),
         feat.stride(2),
+        BIN_FIELDS=_BIN_FIELDS,
         BLOCK_C=block_c,
         num_warps=max(1, min(4, block_c // 64)),
     )

@@ -117,3 +117,33 @@ def test_triton_propagates_nan_like_amax(
     assert bool(pooled[0].isnan().any())
     assert not bool(pooled[1].isnan().any())
     assert_exact(pooled, roi_spp_reference(features, regions, (1, 2)))
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "fp16", "bf16", "fp64"])
+def test_triton_kernel_compiles_for_a_gpu_target(
+    dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interpreter is lenient (globals, loop-carried dtypes): compile the real kernel for an
+    H100 (sm_90) ahead of time, which needs no GPU, to catch what only the compiler rejects."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # set while the interpreter tests run
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from app.ops import _spp_triton
+
+    signature = {
+        "feat_ptr": f"*{dtype}",
+        "regions_ptr": "*i64",
+        "bins_ptr": "*i64",
+        "out_ptr": f"*{dtype}",
+        **dict.fromkeys(["channels", "out_stride", "stride_b", "stride_h", "stride_w"], "i32"),
+        "BIN_FIELDS": "constexpr",
+        "BLOCK_C": "constexpr",
+    }
+    source = ASTSource(
+        fn=_spp_triton._roi_spp_kernel,
+        signature=signature,
+        constexprs={"BIN_FIELDS": _spp_triton._BIN_FIELDS, "BLOCK_C": 256},
+    )
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    assert compiled.asm["cubin"]
