@@ -49,6 +49,7 @@ class DataConfig:
     seed: int = 1
     train: int = 400
     val: int = 100
+    pretrain_extra: int = 0  # kind "shapes": extra images (seed + 1000) used by stage 1 only
     root: str | None = None
     train_split: str = "train"
     val_split: str = "val"
@@ -170,6 +171,25 @@ class Pipeline:
         )
         return SppModel(manifest=manifest, net=net)
 
+    def pretrain_extra_datasets(self) -> list[VocDataset]:
+        """Extra generated images for stage 1 only (the analogue of ImageNet pre-training)."""
+        data = self.config.data
+        if data.kind != "shapes" or data.pretrain_extra <= 0:
+            return []
+        root = self.work / "pretrain-data"
+        if not (root / "shapes.json").is_file():
+            generate_shapes_dataset(
+                root,
+                seed=data.seed + 1000,
+                n_train=data.pretrain_extra,
+                n_val=0,
+                n_test=0,
+                progress=self.progress,
+                workers=self.config.workers,
+                overwrite=True,
+            )
+        return [VocDataset(root, "train")]
+
     # -- stage 1 -----------------------------------------------------------------------------
     def run_pretrain(self) -> SppNet:
         """Stage 1 (resumable per epoch); returns the pre-trained network."""
@@ -178,16 +198,17 @@ class Pipeline:
         classes = list(train.classes)
         net = self.new_net(classes)
         images, objects = [], []
-        for image_id in tqdm(train.ids, desc="load train images", disable=not self.progress):
-            ann = train.annotation(image_id)
-            for box, label, difficult in zip(ann.boxes, ann.labels, ann.difficult, strict=True):
-                if not difficult:
-                    objects.append(
-                        LabelledObject(
-                            len(images), tuple(float(v) for v in box), classes.index(label)
+        for dataset in [train, *self.pretrain_extra_datasets()]:
+            for image_id in tqdm(dataset.ids, desc="load images", disable=not self.progress):
+                ann = dataset.annotation(image_id)
+                for box, label, hard in zip(ann.boxes, ann.labels, ann.difficult, strict=True):
+                    if not hard:
+                        objects.append(
+                            LabelledObject(
+                                len(images), tuple(float(v) for v in box), classes.index(label)
+                            )
                         )
-                    )
-            images.append(train.load_rgb(image_id))
+                images.append(dataset.load_rgb(image_id))
         self.log_event("pretrain-start", images=len(images), objects=len(objects))
         history = pretrain(
             net,
@@ -445,6 +466,7 @@ class Pipeline:
             "data": {k: v for k, v in data_summary.items() if k != "files"},
             "seeds": {
                 "data": self.config.data.seed,
+                "pretrain_data": self.config.data.seed + 1000,
                 "pretrain": self.config.pretrain.seed,
                 "finetune": self.config.finetune.seed,
                 "svm": self.config.svm.seed,

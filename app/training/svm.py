@@ -18,6 +18,9 @@ from sklearn.svm import LinearSVC
 
 log = logging.getLogger(__name__)
 
+#: Bias of the SVM of a class that had no positives (or no negatives) to train on.
+NEVER_SCORE = -10.0
+
 
 @dataclass(frozen=True)
 class SvmConfig:
@@ -64,6 +67,11 @@ def train_class_svm(
     Returns:
         ``(weight [F], bias, stats)``.
     """
+    if len(positives) == 0 or len(negatives) == 0:
+        # Nothing to separate (a class absent from a tiny training set): a scorer that never
+        # fires, rather than a failed run.
+        empty = {"positives": len(positives), "negatives_cached": 0, "retrainings": 0}
+        return np.zeros(positives.shape[1], np.float32), NEVER_SCORE, empty
     rng = np.random.default_rng(config.seed)
     first = rng.choice(len(negatives), min(config.initial_negatives, len(negatives)), replace=False)
     in_cache = np.zeros(len(negatives), dtype=bool)
