@@ -17,11 +17,17 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from app.detector import Detector
 
 log = logging.getLogger("spp")
 
 
-def _read_image(path: str) -> np.ndarray:  # noqa: F821 - numpy imported lazily for a fast --help
+def _read_image(path: str) -> np.ndarray:
     from app.imaging import ImageError, decode_image
 
     try:
@@ -30,7 +36,7 @@ def _read_image(path: str) -> np.ndarray:  # noqa: F821 - numpy imported lazily 
         raise SystemExit(f"spp: {path}: {getattr(exc, 'message', exc)}") from None
 
 
-def _load_detector(args: argparse.Namespace) -> Detector:  # noqa: F821
+def _load_detector(args: argparse.Namespace) -> Detector:
     from app.detector import Detector
     from app.model.store import ModelLoadError, load_model
 

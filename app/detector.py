@@ -166,7 +166,8 @@ class Detector:
             with self._timed("pooling"):
                 picked = (choice == index).nonzero().squeeze(1)
                 factors = torch.tensor([fx, fy, fx, fy], device=self.device)
-                cells = project_windows(boxes[picked] * factors, tuple(conv5.shape[-2:]))
+                feature_size = (int(conv5.shape[-2]), int(conv5.shape[-1]))
+                cells = project_windows(boxes[picked] * factors, feature_size)
                 regions = torch.cat([torch.zeros_like(cells[:, :1]), cells], dim=1)  # [n, 5]
                 pooled[picked] = roi_spp(conv5, regions, levels).float()
         return pooled, [scales[i] for i in used]

@@ -36,6 +36,8 @@ class SvmScorer(nn.Module):
     Input ``Tensor[N, F]``, output ``Tensor[N, K]`` raw SVM scores.
     """
 
+    feature_scale: Tensor
+
     def __init__(self, num_classes: int, dim: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(num_classes, dim), requires_grad=False)
@@ -51,6 +53,8 @@ class BoxRegressor(nn.Module):
 
     Input ``Tensor[N, D]``, output ``Tensor[N, K, 4]`` deltas ``(tx, ty, tw, th)``.
     """
+
+    feature_scale: Tensor
 
     def __init__(self, num_classes: int, dim: int) -> None:
         super().__init__()

@@ -61,12 +61,11 @@ class ZF5Trunk(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         c1, c2, c3, c4, c5 = config.conv_channels
-        lrn = {"size": config.lrn_size, "alpha": config.lrn_alpha, "beta": config.lrn_beta}
         self.conv1 = _conv(3, c1, 7, 2)
-        self.norm1 = WithinChannelLRN(**lrn)
+        self.norm1 = WithinChannelLRN(config.lrn_size, config.lrn_alpha, config.lrn_beta)
         self.pool1 = nn.MaxPool2d(3, stride=2, padding=1)
         self.conv2 = _conv(c1, c2, 5, 2)
-        self.norm2 = WithinChannelLRN(**lrn)
+        self.norm2 = WithinChannelLRN(config.lrn_size, config.lrn_alpha, config.lrn_beta)
         self.pool2 = nn.MaxPool2d(3, stride=2, padding=1)
         self.conv3 = _conv(c2, c3, 3, 1)
         self.conv4 = _conv(c3, c4, 3, 1)

@@ -12,6 +12,8 @@ so the shipped network is exactly the ZF-5 of SPEC section 1 (conv + ReLU + LRN 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -39,14 +41,8 @@ def fold_batchnorm(trunk: ZF5Trunk) -> None:
         assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
         assert bn.running_mean is not None and bn.running_var is not None
         factor = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # [C]
-        folded = nn.Conv2d(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            stride=conv.stride,
-            padding=conv.padding,
-        )
-        folded.weight.copy_(conv.weight * factor.view(-1, 1, 1, 1))
         bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        folded.bias.copy_((bias - bn.running_mean) * factor + bn.bias)
+        folded = copy.deepcopy(conv)  # same kernel, stride, padding
+        folded.weight = nn.Parameter(conv.weight * factor.view(-1, 1, 1, 1))
+        folded.bias = nn.Parameter((bias - bn.running_mean) * factor + bn.bias)
         setattr(trunk, name, folded.to(conv.weight.device))

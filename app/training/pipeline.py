@@ -197,7 +197,8 @@ class Pipeline:
         train = self.dataset(self.config.data.train_split)
         classes = list(train.classes)
         net = self.new_net(classes)
-        images, objects = [], []
+        images: list[np.ndarray] = []
+        objects: list[LabelledObject] = []
         for dataset in [train, *self.pretrain_extra_datasets()]:
             for image_id in tqdm(dataset.ids, desc="load images", disable=not self.progress):
                 ann = dataset.annotation(image_id)
@@ -205,7 +206,9 @@ class Pipeline:
                     if not hard:
                         objects.append(
                             LabelledObject(
-                                len(images), tuple(float(v) for v in box), classes.index(label)
+                                len(images),
+                                (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                                classes.index(label),
                             )
                         )
                 images.append(dataset.load_rgb(image_id))

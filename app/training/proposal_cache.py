@@ -87,6 +87,6 @@ def dataset_proposals(
                 image_id, boxes = _propose_file(job)
                 found[image_id] = boxes
         tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **found)
+        np.savez(tmp, **found)  # type: ignore[arg-type]  # numpy's stub mistypes **arrays
         tmp.replace(cache)
     return {i: found[i] for i in ids}
