@@ -1,0 +1,212 @@
+"""Benchmark: ``Detector.detect`` stage by stage, and its cost next to selective search.
+
+Over N generated shapes test images (seed 123, written to a temporary directory):
+
+* proposals: ``app.proposals.propose`` at the default model's manifest settings, timed per
+  image (the service runs it before ``detect``);
+* then ``Detector.detect`` one image at a time, with its stage timings (resize, conv5,
+  pooling, fc, svm, regression, nms) and the wall time of the whole call;
+
+for the default model (``model_store/zf5-shapes`` when present, else a random-weight model of
+its size: width 0.25, fc 512) and for the full ZF-5 (width 1.0, fc 4096, random weights),
+at one scale and at five. The ratio (everything after proposals) / (selective search) is the
+issue's target: at most 0.25 for the default model at its default settings (one scale).
+
+    .venv/bin/python -m bench.bench_detect [--quick] [--images N] [--write [BENCHMARKS.md]]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.detector import STAGES, DetectOptions, Detector, ScaleMode
+from app.model.store import SppModel
+from app.proposals import propose
+from bench.common import (
+    BenchImage,
+    command_line,
+    default_model,
+    fmt_ms,
+    full_zf5_model,
+    generated_images,
+    log,
+    machine_description,
+    markdown_table,
+    model_summary,
+    parser_for,
+    report,
+    setup_threads,
+)
+
+SECTION = "bench_detect"
+
+
+@dataclass
+class Breakdown:
+    """Mean milliseconds per image of one (model, scale mode)."""
+
+    model: str
+    mode: ScaleMode
+    images: int
+    stages: dict[str, float] = field(default_factory=dict)
+    wall: float = 0.0
+    proposals: float = 0.0  # selective search on the same images
+    windows: float = 0.0
+    detections: float = 0.0
+
+
+def measure(
+    label: str,
+    model: SppModel,
+    mode: ScaleMode,
+    images: list[BenchImage],
+    proposals: list[np.ndarray],
+    proposal_ms: list[float],
+) -> Breakdown:
+    detector = Detector(model, "cpu")
+    detector.warm_up()
+    options = DetectOptions(scales=mode)
+    # One untimed call at the real size: first-time allocations of this shape.
+    detector.detect([images[0].rgb], [proposals[0]], options)
+    totals = dict.fromkeys(STAGES, 0.0)
+    wall = 0.0
+    detections = 0
+    for image, boxes in zip(images, proposals, strict=True):
+        start = time.perf_counter()
+        [result] = detector.detect([image.rgb], [boxes], options)
+        wall += (time.perf_counter() - start) * 1e3
+        detections += len(result.detections)
+        for stage in STAGES:
+            totals[stage] += result.timings_ms.get(stage, 0.0)
+    n = len(images)
+    return Breakdown(
+        model=label,
+        mode=mode,
+        images=n,
+        stages={stage: ms / n for stage, ms in totals.items()},
+        wall=wall / n,
+        proposals=float(np.mean(proposal_ms[:n])),
+        windows=float(np.mean([len(p) for p in proposals[:n]])),
+        detections=detections / n,
+    )
+
+
+def run(count: int, full_count: int, quick: bool) -> str:
+    setup_threads()
+    machine = machine_description()
+    model, default_text = default_model()
+    settings = model.manifest.proposals
+    log(f"generating {count} images")
+    with generated_images(count) as images:
+        proposals, proposal_ms = [], []
+        propose(images[0].rgb, settings)  # warm-up (OpenCV's first call)
+        for image in images:
+            start = time.perf_counter()
+            proposals.append(propose(image.rgb, settings))
+            proposal_ms.append((time.perf_counter() - start) * 1e3)
+        log(f"selective search: {np.mean(proposal_ms):.0f} ms per image")
+        rows: list[Breakdown] = []
+        for mode in ("single", "multi"):
+            log(f"default model, {mode}")
+            rows.append(measure("default", model, mode, images, proposals, proposal_ms))
+        if full_count > 0:
+            del model
+            full = full_zf5_model()
+            for mode in ("single", "multi"):
+                log(f"full ZF-5, {mode}")
+                rows.append(
+                    measure(
+                        "ZF-5 full (random)",
+                        full,
+                        mode,
+                        images[:full_count],
+                        proposals[:full_count],
+                        proposal_ms,
+                    )
+                )
+            full_text = f"ZF-5 full: random weights, {model_summary(full)}."
+        else:
+            full_text = "ZF-5 full: skipped (--quick)."
+        sizes = [f"{im.rgb.shape[1]}x{im.rgb.shape[0]}" for im in images]
+
+    table_rows = []
+    for row in rows:
+        after = row.wall
+        table_rows.append(
+            [
+                row.model,
+                "1 (688)" if row.mode == "single" else "5",
+                row.images,
+                f"{row.windows:.0f}",
+                fmt_ms(row.proposals),
+                *(fmt_ms(row.stages[stage]) for stage in STAGES),
+                fmt_ms(after),
+                f"**{after / row.proposals:.2f}**",
+                f"{row.detections:.1f}",
+            ]
+        )
+    table = markdown_table(
+        [
+            "model",
+            "scales",
+            "images",
+            "windows/image",
+            "proposals (ms)",
+            *(f"{stage} (ms)" for stage in STAGES),
+            "detect wall (ms)",
+            "after / proposals",
+            "detections/image",
+        ],
+        table_rows,
+        align="llrrr" + "r" * len(STAGES) + "rrr",
+    )
+    target = next(r for r in rows if r.model == "default" and r.mode == "single")
+    verdict = "met" if target.wall / target.proposals <= 0.25 else "NOT met"
+    lines = [
+        "## detect: per-stage breakdown, default model and full ZF-5, 1 and 5 scales",
+        "",
+        f"Command: `{command_line('bench.bench_detect')}`",
+        "",
+        f"{count} generated shapes test images (seed 123; sizes {', '.join(sizes)}), one image "
+        "per `Detector.detect` call, CPU, mean milliseconds per image after one untimed call. "
+        "*proposals* is `app.proposals.propose` at the default model's manifest settings "
+        f"(max side {settings.max_side}, at most {settings.max_proposals} proposals, min size "
+        f"{settings.min_size:g}), measured on the same images. The stage columns are "
+        "`DetectionResult.timings_ms`; *detect wall* is the whole `detect` call (stages plus "
+        "box conversion and scale choice), i.e. everything after proposals; "
+        "*after / proposals* divides it by the selective-search time.",
+        "",
+        f"Default model: {default_text}. {full_text} The full ZF-5 rows use the first "
+        f"{max(full_count, 0)} image(s) only (same proposals).",
+        "",
+        table,
+        f"Issue target: with the default model at its default settings (one scale), everything "
+        f"after proposals takes at most 0.25 of the selective-search time: measured "
+        f"{target.wall / target.proposals:.2f} ({verdict}).",
+        "",
+        "Machine:",
+        "",
+        *machine,
+    ]
+    if quick:
+        lines.insert(2, "**--quick smoke run: not a result.**\n")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = parser_for(__doc__)
+    parser.add_argument("--images", type=int, default=None, help="images (default 8; quick 2)")
+    parser.add_argument(
+        "--full-images", type=int, default=None, help="images for full ZF-5 (default 2; quick 0)"
+    )
+    args = parser.parse_args(argv)
+    count = args.images or (2 if args.quick else 8)
+    full_count = args.full_images if args.full_images is not None else (0 if args.quick else 2)
+    report(SECTION, run(count, min(full_count, count), args.quick), args.write)
+
+
+if __name__ == "__main__":
+    main()
