@@ -152,13 +152,15 @@ def test_default_model_over_http(tmp_path: Path) -> None:
     with run_server(tmp_path, env, ready_timeout_s=300) as server:
         found = total = 0
         with httpx.Client(base_url=server.url, timeout=120) as client:
-            for index in range(4):
+            for index in range(8):
                 sample = render_sample(20240, "test", index)
                 rgb = np.ascontiguousarray(sample.image_bgr[:, :, ::-1])
                 response = client.post(
                     "/detect",
                     files={"image": ("s.jpg", jpeg_bytes(rgb), "image/jpeg")},
-                    params={"min_confidence": 0.5},
+                    # The shipped model's test-split mAP is 0.80 at five scales, 0.72 at one
+                    # (README); multi-scale at confidence 0.3 finds about three in four.
+                    params={"min_confidence": 0.3, "scales": "multi"},
                 )
                 assert response.status_code == 200, response.text
                 body = response.json()
