@@ -2,14 +2,15 @@
 
 Loading validates everything before a single tensor reaches the network and fails with a
 :class:`ModelLoadError` naming the file and the key or tensor at fault. Weights are only ever
-read with safetensors (never pickle); the manifest records their SHA-256, so a tampered or
-truncated file is refused.
+read with safetensors (never a code-executing format); the manifest records their SHA-256,
+so a tampered or truncated file is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -187,8 +188,7 @@ def load_model(store_dir: Path | str, name: str, device: torch.device | str = "c
         tensors = load_safetensors(blob)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(
-            f"{path}: not a valid safetensors file "
-            f"(truncated, or another format such as a pickle): {exc}"
+            f"{path}: not a valid safetensors file (truncated, or another format altogether): {exc}"
         ) from None
     net = SppNet(manifest.model)
     _check_tensors(path, tensors, net, _DTYPES[manifest.weights_dtype])
@@ -296,8 +296,6 @@ DEFAULT_MODEL_NAME = "zf5-shapes"
 
 def default_store_dir() -> Path:
     """``$MODEL_STORE`` when set, else the repository's ``model_store/``."""
-    import os
-
     return Path(
         os.environ.get("MODEL_STORE") or Path(__file__).resolve().parents[2] / "model_store"
     )

@@ -1,4 +1,4 @@
-"""Resumable training checkpoints without pickle: tensors in safetensors, the rest in JSON.
+"""Resumable training checkpoints: tensors in safetensors, the rest in JSON.
 
 A checkpoint is ``<stem>.safetensors`` (model parameters and optimizer state tensors) plus
 ``<stem>.json`` (optimizer hyper-parameters and the caller's progress, e.g. the epoch).

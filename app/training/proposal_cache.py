@@ -1,8 +1,8 @@
 """Selective-search proposals for a whole dataset split, computed in parallel and cached.
 
 Proposals cost about a second per image, and training and evaluation both need them for the
-same images, so they are stored once per (split, proposal settings) in one ``.npz`` file
-(plain arrays, ``allow_pickle=False``).
+same images, so they are stored once per (split, proposal settings) in one safetensors file
+(plain float32 arrays keyed by image id).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
 from app.model.config import ProposalConfig
@@ -59,16 +60,16 @@ def dataset_proposals(
 ) -> dict[str, np.ndarray]:
     """Proposals ``{image_id: ndarray[N, 4] float32}`` for ``ids`` (default: the whole split).
 
-    Reads ``cache_dir/proposals-<split>-<settings>.npz`` when present and complete, else computes
+    Reads ``cache_dir/proposals-<split>-<settings>.safetensors`` when present and complete, else computes
     the missing images with ``workers`` processes and rewrites the cache.
     """
     ids = list(dataset.ids if ids is None else ids)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    cache = cache_dir / f"proposals-{dataset.split}-{proposal_settings_key(config)}.npz"
+    key = proposal_settings_key(config)
+    cache = cache_dir / f"proposals-{dataset.split}-{key}.safetensors"
     found: dict[str, np.ndarray] = {}
     if cache.is_file():
-        with np.load(cache, allow_pickle=False) as stored:
-            found = {key: stored[key] for key in stored.files}
+        found = load_file(str(cache))
     missing = [i for i in ids if i not in found]
     if missing:
         log.info("selective search on %d images (%d workers)", len(missing), workers)
@@ -86,7 +87,9 @@ def dataset_proposals(
             for job in tqdm(jobs, desc=f"proposals {dataset.split}", disable=not progress):
                 image_id, boxes = _propose_file(job)
                 found[image_id] = boxes
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **found)  # type: ignore[arg-type]  # numpy's stub mistypes **arrays
+        tmp = cache.with_suffix(".tmp")
+        save_file(
+            {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in found.items()}, str(tmp)
+        )
         tmp.replace(cache)
     return {i: found[i] for i in ids}

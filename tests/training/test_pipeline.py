@@ -46,7 +46,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
 def test_every_stage_left_its_output(trained: tuple[Path, Path, Path]) -> None:
     work, _store, _ = trained
     assert (work / "data" / "ImageSets" / "Main" / "train.txt").is_file()
-    assert list((work / "proposals").glob("proposals-train-*.npz"))
+    assert list((work / "proposals").glob("proposals-train-*.safetensors"))
     assert (work / "pretrain" / "checkpoint.safetensors").is_file()
     assert list((work / "conv5").glob("train_*@*.safetensors")), "stage 2 caches conv5"
     for name in ("finetune-samples.safetensors", "det_head.safetensors", "svm.safetensors"):
