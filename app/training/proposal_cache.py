@@ -60,8 +60,8 @@ def dataset_proposals(
 ) -> dict[str, np.ndarray]:
     """Proposals ``{image_id: ndarray[N, 4] float32}`` for ``ids`` (default: the whole split).
 
-    Reads ``cache_dir/proposals-<split>-<settings>.safetensors`` when present and complete, else computes
-    the missing images with ``workers`` processes and rewrites the cache.
+    Reads ``cache_dir/proposals-<split>-<settings>.safetensors`` when present and complete,
+    else computes the missing images with ``workers`` processes and rewrites the cache.
     """
     ids = list(dataset.ids if ids is None else ids)
     cache_dir.mkdir(parents=True, exist_ok=True)
