@@ -32,7 +32,7 @@ from app.ops.boxes import encode_boxes
 from app.training.calibration import fit_platt, match_detections
 from app.training.conv5_cache import Conv5Cache
 from app.training.finetune import FinetuneConfig, WindowSamples, finetune
-from app.training.pretrain import LabelledObject, PretrainConfig, pretrain
+from app.training.pretrain import LabelledObject, PretrainConfig, pretrain, samples_of_image
 from app.training.proposal_cache import dataset_proposals
 from app.training.regression import train_box_regressor
 from app.training.shapes import generate_shapes_dataset
@@ -202,16 +202,16 @@ class Pipeline:
         for dataset in [train, *self.pretrain_extra_datasets()]:
             for image_id in tqdm(dataset.ids, desc="load images", disable=not self.progress):
                 ann = dataset.annotation(image_id)
-                for box, label, hard in zip(ann.boxes, ann.labels, ann.difficult, strict=True):
-                    if not hard:
-                        objects.append(
-                            LabelledObject(
-                                len(images),
-                                (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
-                                classes.index(label),
-                            )
-                        )
-                images.append(dataset.load_rgb(image_id))
+                image = dataset.load_rgb(image_id)
+                objects += samples_of_image(
+                    len(images),
+                    image.shape[:2],
+                    ann.boxes,
+                    [classes.index(label) for label in ann.labels],
+                    ann.difficult,
+                    self.config.pretrain.scene_views,
+                )
+                images.append(image)
         self.log_event("pretrain-start", images=len(images), objects=len(objects))
         history = pretrain(
             net,

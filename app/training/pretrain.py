@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -50,16 +50,48 @@ class PretrainConfig:
     context: tuple[float, float] = (0.3, 0.95)  # object side / crop side, uniform
     context_start: float = 0.75  # the lower bound of ``context`` in epoch 1 (curriculum)
     crops_per_object: int = 1  # fresh crops of every object per epoch
+    scene_views: int = 0  # extra whole-image views per epoch of each image holding one object
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class LabelledObject:
-    """One training object: which image, its box ``(x1, y1, x2, y2)`` and class index."""
+    """One training object: which image, its box ``(x1, y1, x2, y2)`` and class index.
+
+    ``context`` fixes the object's share of the crop for this sample instead of drawing it
+    from the epoch's range: a *scene view* of an image that holds only this object uses its
+    share of the image's shorter side, so the crop looks like the whole image does to
+    ``classify`` (objects as small as 7 % of the image, which object crops never show).
+    """
 
     image_index: int
     box: tuple[float, float, float, float]
     class_id: int
+    context: float | None = None
+
+
+def samples_of_image(
+    image_index: int,
+    image_size: tuple[int, int],
+    boxes: np.ndarray,
+    class_ids: Sequence[int],
+    difficult: np.ndarray,
+    scene_views: int,
+) -> list[LabelledObject]:
+    """The stage-1 samples of one image of ``image_size`` ``(height, width)``: a crop of every
+    object not marked difficult, plus ``scene_views`` scene views when it is the image's only
+    object (its longer side's share of the image's shorter side fixes the context)."""
+    samples = []
+    for box, class_id, hard in zip(boxes, class_ids, difficult, strict=True):
+        if hard:
+            continue
+        x1, y1, x2, y2 = (float(v) for v in box)
+        sample = LabelledObject(image_index, (x1, y1, x2, y2), class_id)
+        samples.append(sample)
+        if len(boxes) == 1:
+            share = min(0.95, (max(x2 - x1, y2 - y1) + 1.0) / min(image_size))
+            samples += [replace(sample, context=share)] * scene_views
+    return samples
 
 
 def object_crop(
@@ -154,7 +186,14 @@ def pretrain(
                 objects[i] for i in order[step * config.batch_size : (step + 1) * config.batch_size]
             ]
             crops = [
-                object_crop(images[o.image_index], o.box, rng, crop_size, context) for o in picked
+                object_crop(
+                    images[o.image_index],
+                    o.box,
+                    rng,
+                    crop_size,
+                    context if o.context is None else (o.context, o.context),
+                )
+                for o in picked
             ]
             if size != crop_size:
                 crops = [cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops]

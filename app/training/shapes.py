@@ -215,13 +215,15 @@ def _render_layer(spec: ShapeSpec) -> _Layer:
     outline_alpha = None
     if spec.outline_bgr is not None and spec.outline_thickness > 0:
         outline = np.zeros((h, w), np.uint8)
-        cv2.polylines(outline, local, True, 255, spec.outline_thickness, cv2.LINE_AA,
-                      _SUBPIXEL_SHIFT)
+        cv2.polylines(
+            outline, local, True, 255, spec.outline_thickness, cv2.LINE_AA, _SUBPIXEL_SHIFT
+        )
         coverage = np.maximum(fill, outline)
         outline_alpha = outline.astype(np.float32) / 255.0
     mask = coverage >= 128
-    return _Layer(spec, x0, y0, fill.astype(np.float32) / 255.0, outline_alpha, mask,
-                  int(mask.sum()))
+    return _Layer(
+        spec, x0, y0, fill.astype(np.float32) / 255.0, outline_alpha, mask, int(mask.sum())
+    )
 
 
 class ShapeCompositor:
@@ -233,8 +235,9 @@ class ShapeCompositor:
 
     def __init__(self, image_bgr: np.ndarray) -> None:
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 image [H, W, 3], got {image_bgr.dtype} "
-                             f"{tuple(image_bgr.shape)}")
+            raise ValueError(
+                f"expected a uint8 image [H, W, 3], got {image_bgr.dtype} {tuple(image_bgr.shape)}"
+            )
         self.image = image_bgr
         self.owner: np.ndarray = np.full(image_bgr.shape[:2], -1, np.int16)  # [H, W] top shape
         self.layers: list[_Layer] = []
@@ -248,8 +251,12 @@ class ShapeCompositor:
         ix1, iy1 = min(layer.x0 + w, width), min(layer.y0 + h, height)
         if ix1 <= ix0 or iy1 <= iy0:
             return None
-        return (slice(iy0, iy1), slice(ix0, ix1),
-                slice(iy0 - layer.y0, iy1 - layer.y0), slice(ix0 - layer.x0, ix1 - layer.x0))
+        return (
+            slice(iy0, iy1),
+            slice(ix0, ix1),
+            slice(iy0 - layer.y0, iy1 - layer.y0),
+            slice(ix0 - layer.x0, ix1 - layer.x0),
+        )
 
     def visibility_if_added(self, layer: _Layer) -> tuple[float, float]:
         """Fractions visible if ``layer`` were painted next.
@@ -311,18 +318,24 @@ class ShapeCompositor:
                 continue
             rows, cols, _, _ = clip
             ys, xs = np.nonzero(self.owner[rows, cols] == index)
-            box = (int(xs.min()) + cols.start, int(ys.min()) + rows.start,
-                   int(xs.max()) + cols.start, int(ys.max()) + rows.start)
+            box = (
+                int(xs.min()) + cols.start,
+                int(ys.min()) + rows.start,
+                int(xs.max()) + cols.start,
+                int(ys.max()) + rows.start,
+            )
             fraction = self.visible[index] / layer.full_count
             in_image = int(layer.mask[clip[2], clip[3]].sum())
             small = min(box[2] - box[0] + 1, box[3] - box[1] + 1) < DIFFICULT_MIN_SIDE
-            out.append(ShapeObject(
-                label=layer.spec.label,
-                box=box,
-                truncated=in_image < layer.full_count,
-                difficult=fraction < DIFFICULT_VISIBLE_FRACTION or small,
-                visible_fraction=fraction,
-            ))
+            out.append(
+                ShapeObject(
+                    label=layer.spec.label,
+                    box=box,
+                    truncated=in_image < layer.full_count,
+                    difficult=fraction < DIFFICULT_VISIBLE_FRACTION or small,
+                    visible_fraction=fraction,
+                )
+            )
         return out
 
 
@@ -493,8 +506,9 @@ def _draw_clutter(rng: np.random.Generator, image: np.ndarray) -> None:
             font = _FONTS[int(rng.integers(len(_FONTS)))]
             scale = float(rng.uniform(0.4, 1.8))
             origin = (int(center[0]) - int(size), int(center[1]))
-            cv2.putText(image, text, origin, font, scale, colour, max(1, thickness - 1),
-                        cv2.LINE_AA)
+            cv2.putText(
+                image, text, origin, font, scale, colour, max(1, thickness - 1), cv2.LINE_AA
+            )
         else:
             axes = (max(2, round(size)), max(1, round(size / rng.uniform(2.5, 6.0))))
             angle = float(rng.uniform(0, 180))
@@ -542,20 +556,29 @@ def _place_shapes(rng: np.random.Generator, image: np.ndarray) -> list[ShapeObje
         heavy = rng.random() < 0.15  # this one may be (or hide others) mostly
         min_fraction = 0.12 if heavy else 0.6
         for _attempt in range(15):
-            diameter = float(np.exp(rng.uniform(math.log(MIN_SHAPE_DIAMETER),
-                                                math.log(max_diameter))))
+            diameter = float(
+                np.exp(rng.uniform(math.log(MIN_SHAPE_DIAMETER), math.log(max_diameter)))
+            )
             radius = diameter / 2.0
             angle = float(rng.uniform(0, 2 * math.pi))
             if rng.random() < 0.25:  # may cross the border
-                cx, cy = rng.uniform((-0.3 * radius, -0.3 * radius),
-                                     (width + 0.3 * radius, height + 0.3 * radius))
+                cx, cy = rng.uniform(
+                    (-0.3 * radius, -0.3 * radius), (width + 0.3 * radius, height + 0.3 * radius)
+                )
             else:
                 cx = rng.uniform(radius, max(radius, width - radius))
                 cy = rng.uniform(radius, max(radius, height - radius))
             outlined = rng.random() < 0.5
             thickness = int(rng.integers(1, max(2, min(5, int(diameter / 16)) + 1)))
-            spec = ShapeSpec(label, (float(cx), float(cy)), radius, angle, (0, 0, 0),
-                             (0, 0, 0) if outlined else None, thickness if outlined else 0)
+            spec = ShapeSpec(
+                label,
+                (float(cx), float(cy)),
+                radius,
+                angle,
+                (0, 0, 0),
+                (0, 0, 0) if outlined else None,
+                thickness if outlined else 0,
+            )
             layer = _render_layer(spec)
             own, others = compositor.visibility_if_added(layer)
             if own < min_fraction or others < min_fraction:
@@ -566,8 +589,9 @@ def _place_shapes(rng: np.random.Generator, image: np.ndarray) -> list[ShapeObje
             reference = under.mean(axis=0) if under.size else np.zeros(3)
             fill = _contrasting_colour(rng, reference)
             outline = _random_colour(rng) if outlined else None
-            layer.spec = ShapeSpec(label, spec.center, radius, angle, fill, outline,
-                                   spec.outline_thickness)
+            layer.spec = ShapeSpec(
+                label, spec.center, radius, angle, fill, outline, spec.outline_thickness
+            )
             compositor.add(layer)
             break
     return compositor.objects()
@@ -598,8 +622,14 @@ def render_sample(seed: int, split: str, index: int) -> Sample:
 
 def encode_jpeg(image_bgr: np.ndarray, quality: int) -> bytes:
     """Baseline, non-optimised JPEG with fixed parameters (deterministic for one OpenCV build)."""
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_OPTIMIZE, 0,
-              cv2.IMWRITE_JPEG_PROGRESSIVE, 0]
+    params = [
+        cv2.IMWRITE_JPEG_QUALITY,
+        quality,
+        cv2.IMWRITE_JPEG_OPTIMIZE,
+        0,
+        cv2.IMWRITE_JPEG_PROGRESSIVE,
+        0,
+    ]
     ok, buf = cv2.imencode(".jpg", image_bgr, params)
     if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 image
         raise RuntimeError("JPEG encoding failed")
@@ -704,8 +734,10 @@ def generate_shapes_dataset(
     existing = [name for name in _OWNED_ENTRIES if (out / name).exists()]
     if existing:
         if not overwrite:
-            raise FileExistsError(f"{out} already holds a dataset ({', '.join(existing)}); "
-                                  "pass overwrite=True to replace it")
+            raise FileExistsError(
+                f"{out} already holds a dataset ({', '.join(existing)}); "
+                "pass overwrite=True to replace it"
+            )
         for name in existing:
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -733,8 +765,9 @@ def generate_shapes_dataset(
             objects[split][label] += 1
     for split in SPLITS:
         write(f"ImageSets/Main/{split}.txt", "".join(f"{i}\n" for i in ids[split]).encode())
-    write("ImageSets/Main/trainval.txt",
-          "".join(f"{i}\n" for i in ids["train"] + ids["val"]).encode())
+    write(
+        "ImageSets/Main/trainval.txt", "".join(f"{i}\n" for i in ids["train"] + ids["val"]).encode()
+    )
     write("classes.txt", "".join(f"{c}\n" for c in CLASSES).encode())
 
     total = hashlib.sha256()

@@ -126,15 +126,18 @@ def parse_voc_xml(path: Path, classes: Sequence[str] | None = None) -> VocAnnota
     for index, obj in enumerate(root.findall("object")):
         label = _text(obj, "name", path)
         if classes is not None and label not in classes:
-            raise VocFormatError(f"{path}: object {index} has label {label!r}, expected one of "
-                                 f"{list(classes)}")
+            raise VocFormatError(
+                f"{path}: object {index} has label {label!r}, expected one of {list(classes)}"
+            )
         bndbox = obj.find("bndbox")
         if bndbox is None:
             raise VocFormatError(f"{path}: object {index} has no <bndbox>")
         x1, y1, x2, y2 = (_number(bndbox, t, path) for t in ("xmin", "ymin", "xmax", "ymax"))
         if x2 < x1 or y2 < y1:
-            raise VocFormatError(f"{path}: object {index} has an empty box "
-                                 f"(xmin {x1}, ymin {y1}, xmax {x2}, ymax {y2})")
+            raise VocFormatError(
+                f"{path}: object {index} has an empty box "
+                f"(xmin {x1}, ymin {y1}, xmax {x2}, ymax {y2})"
+            )
         boxes.append((x1 - 1.0, y1 - 1.0, x2 - 1.0, y2 - 1.0))  # VOC 1-based -> 0-based
         labels.append(label)
         difficult.append(_flag(obj, "difficult", path))
@@ -171,19 +174,23 @@ class VocDataset:
         self.split = split
         list_path = self.root / "ImageSets" / "Main" / f"{split}.txt"
         if not list_path.is_file():
-            available = sorted(p.stem for p in (self.root / "ImageSets" / "Main").glob("*.txt")
-                               if "_" not in p.stem)
-            raise VocFormatError(f"{list_path}: split {split!r} not found; available: "
-                                 f"{available}")
-        self.ids: list[str] = [line.split()[0] for line in list_path.read_text().splitlines()
-                               if line.strip()]
+            available = sorted(
+                p.stem
+                for p in (self.root / "ImageSets" / "Main").glob("*.txt")
+                if "_" not in p.stem
+            )
+            raise VocFormatError(f"{list_path}: split {split!r} not found; available: {available}")
+        self.ids: list[str] = [
+            line.split()[0] for line in list_path.read_text().splitlines() if line.strip()
+        ]
         if classes is None:
             classes_path = self.root / "classes.txt"
             if classes_path.is_file():
                 classes = [c.strip() for c in classes_path.read_text().splitlines() if c.strip()]
                 if not classes:
-                    raise VocFormatError(f"{classes_path}: expected one class name per line, "
-                                         "found none")
+                    raise VocFormatError(
+                        f"{classes_path}: expected one class name per line, found none"
+                    )
             else:
                 classes = VOC_CLASSES
         if len(set(classes)) != len(classes):

@@ -23,7 +23,7 @@ RECIPE = {
     "data": {"kind": "shapes", "seed": 5, "train": 6, "val": 3},
     "model": {"width": 0.125, "fc_dim": 32},
     "proposals": {"max_side": 160, "max_proposals": 150},
-    "pretrain": {"epochs": 2, "batch_size": 8, "crops_per_object": 1},
+    "pretrain": {"epochs": 2, "batch_size": 8, "crops_per_object": 1, "scene_views": 1},
     "finetune": {"iterations": 20, "batch_size": 16, "fg_per_image": 8, "bg_per_image": 8},
     "svm": {"initial_negatives": 200, "retrain_after": 50, "chunk": 500},
     "workers": 1,
