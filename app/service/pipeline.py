@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
+from fastapi import Request
 
 from app.detector import DetectionResult, DetectOptions, Detector, Prediction
 from app.imaging import decode_image
@@ -90,6 +91,13 @@ class InferencePipeline:
         loop = asyncio.get_running_loop()
         start = loop.time() if started_at is None else started_at
         return start + self.settings.request_timeout_s
+
+    def finish_timings(self, request: Request, timings: dict[str, float], started: float) -> None:
+        """Close a request's stage timings: ``total`` since ``started`` (``perf_counter``),
+        kept on the request for the access log and observed by the stage metrics."""
+        timings["total"] = round((time.perf_counter() - started) * 1000.0, 3)
+        request.state.timings_ms = timings
+        self.metrics.observe_stages(timings)
 
     async def run_cpu(self, deadline: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` in the CPU pool, awaited at most until ``deadline``."""

@@ -14,6 +14,7 @@ collected in memory by ``python-multipart``'s streaming parser; nothing is spool
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -238,3 +239,14 @@ def merge_form_fields(model: type[M], from_query: M, fields: dict[str, str]) -> 
             where = "query" if error["loc"] and error["loc"][0] in explicit else "body"
             errors.append({**error, "loc": (where, *error["loc"])})
         raise RequestValidationError(errors) from None
+
+
+async def read_image_request(
+    request: Request, model: type[M], from_query: M, *, max_bytes: int, timings: dict[str, float]
+) -> tuple[M, Upload]:
+    """The upload of an inference route and its options (query completed by form fields);
+    the read time goes into ``timings["read"]`` in milliseconds."""
+    started = time.perf_counter()
+    upload = await read_upload(request, max_bytes=max_bytes)
+    timings["read"] = round((time.perf_counter() - started) * 1000.0, 3)
+    return merge_form_fields(model, from_query, upload.fields), upload

@@ -17,7 +17,7 @@ from app.service.deps import ApiKeyDep, PipelineDep
 from app.service.pipeline import server_timing_header
 from app.service.routes.detect import ERROR_RESPONSES
 from app.service.schemas import ClassifyParams, ClassifyResponse, ModelRef
-from app.service.uploads import merge_form_fields, read_upload, upload_openapi
+from app.service.uploads import read_image_request, upload_openapi
 
 router = APIRouter(tags=["inference"], dependencies=[ApiKeyDep])
 
@@ -41,15 +41,16 @@ async def classify(
     timings: dict[str, float] = {}
     deadline = pipeline.new_deadline()
     with pipeline.gate.slot():
-        read_started = time.perf_counter()
-        upload = await read_upload(request, max_bytes=pipeline.settings.max_upload_bytes)
-        timings["read"] = round((time.perf_counter() - read_started) * 1000.0, 3)
-        params = merge_form_fields(ClassifyParams, params, upload.fields)
+        params, upload = await read_image_request(
+            request,
+            ClassifyParams,
+            params,
+            max_bytes=pipeline.settings.max_upload_bytes,
+            timings=timings,
+        )
         image = await pipeline.decode(upload.data, deadline=deadline, timings=timings)
         outcome = await pipeline.classify(image, params.top_k, deadline=deadline, timings=timings)
-    timings["total"] = round((time.perf_counter() - started) * 1000.0, 3)
-    request.state.timings_ms = timings
-    pipeline.metrics.observe_stages(timings)
+    pipeline.finish_timings(request, timings, started)
     model = pipeline.detector.model
     body = ClassifyResponse(
         model=ModelRef(name=model.name, version=model.version),

@@ -20,7 +20,7 @@ from app.service.deps import ApiKeyDep, PipelineDep
 from app.service.pipeline import server_timing_header
 from app.service.render import MEDIA_TYPES, choose_format
 from app.service.schemas import DetectParams, DetectResponse, ErrorResponse, ModelRef
-from app.service.uploads import merge_form_fields, read_upload, upload_openapi
+from app.service.uploads import read_image_request, upload_openapi
 
 router = APIRouter(tags=["inference"], dependencies=[ApiKeyDep])
 
@@ -89,10 +89,13 @@ async def detect(
     timings: dict[str, float] = {}
     deadline = pipeline.new_deadline()
     with pipeline.gate.slot():
-        read_started = time.perf_counter()
-        upload = await read_upload(request, max_bytes=pipeline.settings.max_upload_bytes)
-        timings["read"] = round((time.perf_counter() - read_started) * 1000.0, 3)
-        params = merge_form_fields(DetectParams, params, upload.fields)
+        params, upload = await read_image_request(
+            request,
+            DetectParams,
+            params,
+            max_bytes=pipeline.settings.max_upload_bytes,
+            timings=timings,
+        )
         model = pipeline.detector.model
         class_ids = resolve_classes(params.classes, model.classes)
         output_format = choose_format(params.format, request.headers.get("accept"))
@@ -112,9 +115,7 @@ async def detect(
             rendered = await pipeline.render(
                 image, outcome.value, output_format, deadline=deadline, timings=timings
             )
-    timings["total"] = round((time.perf_counter() - started) * 1000.0, 3)
-    request.state.timings_ms = timings
-    pipeline.metrics.observe_stages(timings)
+    pipeline.finish_timings(request, timings, started)
     headers = {
         "Server-Timing": server_timing_header(timings),
         "X-Model": f"{model.name}/{model.version}",
