@@ -49,6 +49,7 @@ from bench.common import (
     machine_description,
     markdown_table,
     parser_for,
+    render_section,
     report,
     setup_threads,
     time_ms,
@@ -332,14 +333,8 @@ def run(quick: bool, map_images: int) -> str:
         half_text,
         "",
         " ".join(notes),
-        "",
-        "Machine:",
-        "",
-        *machine,
     ]
-    if quick:
-        lines.insert(2, "**--quick smoke run: not a result.**\n")
-    return "\n".join(lines) + "\n"
+    return render_section(lines, machine, quick=quick)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,6 +37,7 @@ from bench.common import (
     markdown_table,
     model_summary,
     parser_for,
+    render_section,
     report,
     setup_threads,
 )
@@ -186,14 +187,8 @@ def run(count: int, full_count: int, quick: bool) -> str:
         f"Issue target: with the default model at its default settings (one scale), everything "
         f"after proposals takes at most 0.25 of the selective-search time: measured "
         f"{target.wall / target.proposals:.2f} ({verdict}).",
-        "",
-        "Machine:",
-        "",
-        *machine,
     ]
-    if quick:
-        lines.insert(2, "**--quick smoke run: not a result.**\n")
-    return "\n".join(lines) + "\n"
+    return render_section(lines, machine, quick=quick)
 
 
 def main(argv: list[str] | None = None) -> None:

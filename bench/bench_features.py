@@ -45,6 +45,7 @@ from bench.common import (
     model_summary,
     parser_for,
     photo_500x375,
+    render_section,
     report,
     reset_detector_stages,
     setup_threads,
@@ -231,12 +232,8 @@ def run(quick: bool) -> str:
         "SPP-net's total and caps the ratio with fc included well below the paper's, whose GPU "
         "ran fc in 0.089 s; the conv + pooling ratio is the one the SPP idea changes. "
         "`bench_compress` measures the SVD-compressed fc.",
-        "",
-        "Machine:",
-        "",
-        *machine,
     ]
-    return "\n".join(lines) + "\n"
+    return render_section(lines, machine)
 
 
 def main(argv: list[str] | None = None) -> None:

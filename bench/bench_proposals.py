@@ -34,6 +34,7 @@ from bench.common import (
     machine_description,
     markdown_table,
     parser_for,
+    render_section,
     report,
     setup_threads,
 )
@@ -187,14 +188,8 @@ def run(count: int, parallel_count: int, quick: bool) -> str:
         "The two sequential rows show how much selective search itself uses a second core; "
         "the pools can only gain what the other job on the machine leaves free (see the load "
         "average below), so on a busy machine their ratio understates an idle one.",
-        "",
-        "Machine:",
-        "",
-        *machine,
     ]
-    if quick:
-        lines.insert(2, "**--quick smoke run: not a result.**\n")
-    return "\n".join(lines) + "\n"
+    return render_section(lines, machine, quick=quick)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -42,6 +42,7 @@ from bench.common import (
     machine_description,
     markdown_table,
     parser_for,
+    render_section,
     report,
 )
 
@@ -353,12 +354,8 @@ def run(duration_s: float, levels: tuple[int, ...], quick: bool) -> str:
         "",
         "The client shares the 2 cores with the server (and with whatever else runs, see the "
         "load average); on an idle machine the server has more of them.",
-        "",
-        "Machine:",
-        "",
-        *machine,
     ]
-    return "\n".join(lines) + "\n"
+    return render_section(lines, machine)
 
 
 def main(argv: list[str] | None = None) -> None:

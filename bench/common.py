@@ -140,6 +140,15 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align:
     return "\n".join(lines) + "\n"
 
 
+def render_section(lines: Sequence[str], machine: Sequence[str], *, quick: bool = False) -> str:
+    """A report section: ``lines`` (title first), then the machine description; a ``--quick``
+    run is marked under the title as a smoke run, not a result."""
+    body = list(lines)
+    if quick:
+        body.insert(2, "**--quick smoke run: not a result.**\n")
+    return "\n".join([*body, "", "Machine:", "", *machine]) + "\n"
+
+
 def section_markers(name: str) -> tuple[str, str]:
     """The start and end markers of section ``name``."""
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
