@@ -60,8 +60,9 @@ def plot_precision_recall(result: EvaluationResult, path: Path, title: str | Non
     figure, axes = _new_axes(heading)
     for label, class_result in result.per_class.items():
         recall, precision = _curve(class_result)
-        axes.plot(recall, precision, linewidth=1.5,
-                  label=f"{label} (AP {_ap_text(class_result.ap)})")
+        axes.plot(
+            recall, precision, linewidth=1.5, label=f"{label} (AP {_ap_text(class_result.ap)})"
+        )
     if result.per_class:
         axes.legend(loc="lower left", fontsize=8)
     figure.savefig(path, format="png")
@@ -78,8 +79,9 @@ def plot_precision_recall_per_class(result: EvaluationResult, out_dir: Path) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for label, class_result in result.per_class.items():
-        figure, axes = _new_axes(f"{label}: AP {_ap_text(class_result.ap)}, "
-                                 f"{class_result.npos} objects")
+        figure, axes = _new_axes(
+            f"{label}: AP {_ap_text(class_result.ap)}, {class_result.npos} objects"
+        )
         recall, precision = _curve(class_result)
         axes.plot(recall, precision, linewidth=1.5)
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)

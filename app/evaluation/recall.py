@@ -62,8 +62,9 @@ def _as_boxes(boxes: Any, what: str, index: int) -> torch.Tensor:
     if tensor.numel() == 0:
         return tensor.reshape(0, 4)
     if tensor.ndim != 2 or tensor.shape[1] != 4:
-        raise ValueError(f"image {index}: expected {what} of shape [N, 4], got "
-                         f"{tuple(tensor.shape)}")
+        raise ValueError(
+            f"image {index}: expected {what} of shape [N, 4], got {tuple(tensor.shape)}"
+        )
     return tensor
 
 
@@ -105,11 +106,15 @@ def proposal_recall(
         The recall at each threshold and the best IoU of every counted ground-truth box.
     """
     if len(proposals_per_image) != len(gt_boxes_per_image):
-        raise ValueError(f"expected as many proposal sets as ground-truth sets, got "
-                         f"{len(proposals_per_image)} and {len(gt_boxes_per_image)}")
+        raise ValueError(
+            f"expected as many proposal sets as ground-truth sets, got "
+            f"{len(proposals_per_image)} and {len(gt_boxes_per_image)}"
+        )
     if difficult_per_image is not None and len(difficult_per_image) != len(gt_boxes_per_image):
-        raise ValueError(f"expected one difficult array per image, got "
-                         f"{len(difficult_per_image)} for {len(gt_boxes_per_image)} images")
+        raise ValueError(
+            f"expected one difficult array per image, got "
+            f"{len(difficult_per_image)} for {len(gt_boxes_per_image)} images"
+        )
     best: list[np.ndarray] = []
     total_proposals = 0
     for index, (proposals, gt_boxes) in enumerate(
@@ -121,15 +126,15 @@ def proposal_recall(
         if difficult_per_image is not None:
             difficult = np.asarray(difficult_per_image[index], bool).reshape(-1)
             if difficult.shape[0] != gt.shape[0]:
-                raise ValueError(f"image {index}: expected {gt.shape[0]} difficult flags, got "
-                                 f"{difficult.shape[0]}")
+                raise ValueError(
+                    f"image {index}: expected {gt.shape[0]} difficult flags, got "
+                    f"{difficult.shape[0]}"
+                )
             gt = gt[torch.from_numpy(~difficult)]
         best.append(best_proposal_iou(props, gt))
     best_iou = np.concatenate(best) if best else np.zeros(0, np.float32)
     thresholds = tuple(float(t) for t in thresholds)
-    recall = {
-        t: float((best_iou >= t).mean()) if best_iou.size else math.nan for t in thresholds
-    }
+    recall = {t: float((best_iou >= t).mean()) if best_iou.size else math.nan for t in thresholds}
     num_images = len(proposals_per_image)
     return ProposalRecall(
         thresholds=thresholds,

@@ -41,12 +41,14 @@ def build_report(
     Returns:
         ``{"detection": ..., "proposal_recall": ... | None, "settings": ..., "plots": ...}``.
     """
-    return _finite({
-        "detection": result.to_dict(),
-        "proposal_recall": recall.to_dict() if recall is not None else None,
-        "settings": dict(settings or {}),
-        "plots": dict(plots or {}),
-    })
+    return _finite(
+        {
+            "detection": result.to_dict(),
+            "proposal_recall": recall.to_dict() if recall is not None else None,
+            "settings": dict(settings or {}),
+            "plots": dict(plots or {}),
+        }
+    )
 
 
 def write_report(path: Path, report: Mapping[str, Any]) -> Path:

@@ -86,8 +86,10 @@ def voc_ap_11point(recall: np.ndarray, precision: np.ndarray) -> float:
     recall = np.asarray(recall, np.float64)
     precision = np.asarray(precision, np.float64)
     if recall.shape != precision.shape or recall.ndim != 1:
-        raise ValueError(f"expected recall and precision of one shape [D], got "
-                         f"{recall.shape} and {precision.shape}")
+        raise ValueError(
+            f"expected recall and precision of one shape [D], got "
+            f"{recall.shape} and {precision.shape}"
+        )
     total = 0.0
     for t in RECALL_THRESHOLDS:
         reached = precision[recall >= t]
@@ -174,11 +176,14 @@ def _validate_detection(index: int, det: Mapping[str, Any]) -> tuple[str, str, f
     try:
         image_id, label, score, box = det["image_id"], det["label"], det["score"], det["box"]
     except (KeyError, TypeError):
-        raise ValueError(f"detection {index}: expected a mapping with image_id, label, score "
-                         f"and box, got {det!r}") from None
+        raise ValueError(
+            f"detection {index}: expected a mapping with image_id, label, score "
+            f"and box, got {det!r}"
+        ) from None
     if not isinstance(image_id, str) or not isinstance(label, str):
-        raise ValueError(f"detection {index}: expected string image_id and label, got "
-                         f"{image_id!r} and {label!r}")
+        raise ValueError(
+            f"detection {index}: expected string image_id and label, got {image_id!r} and {label!r}"
+        )
     if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
         raise ValueError(f"detection {index}: expected a finite number as score, got {score!r}")
     try:
@@ -186,8 +191,9 @@ def _validate_detection(index: int, det: Mapping[str, Any]) -> tuple[str, str, f
     except (TypeError, ValueError):
         array = None
     if array is None or array.shape != (4,) or not np.isfinite(array).all():
-        raise ValueError(f"detection {index}: expected box [x1, y1, x2, y2] of 4 finite "
-                         f"numbers, got {box!r}")
+        raise ValueError(
+            f"detection {index}: expected box [x1, y1, x2, y2] of 4 finite numbers, got {box!r}"
+        )
     if array[2] < array[0] or array[3] < array[1]:
         raise ValueError(f"detection {index}: expected x2 >= x1 and y2 >= y1, got {box!r}")
     return image_id, label, float(score), array
@@ -230,8 +236,10 @@ def evaluate_detections(
     for index, det in enumerate(detections):
         image_id, label, score, box = _validate_detection(index, det)
         if image_id not in annotations:
-            raise ValueError(f"detection {index}: image_id {image_id!r} is not in the ground "
-                             f"truth ({len(annotations)} images)")
+            raise ValueError(
+                f"detection {index}: image_id {image_id!r} is not in the ground "
+                f"truth ({len(annotations)} images)"
+            )
         if label not in class_set:
             raise ValueError(f"detection {index}: label {label!r} is not one of {classes}")
         by_class[label].append((index, image_id, score, box))
@@ -242,8 +250,13 @@ def evaluate_detections(
     }
     aps = [r.ap for r in per_class.values() if r.npos > 0]
     mean_ap = float(np.mean(aps)) if aps else math.nan
-    return EvaluationResult(classes=classes, per_class=per_class, map=mean_ap,
-                            iou_threshold=iou_threshold, num_images=len(annotations))
+    return EvaluationResult(
+        classes=classes,
+        per_class=per_class,
+        map=mean_ap,
+        iou_threshold=iou_threshold,
+        num_images=len(annotations),
+    )
 
 
 def _evaluate_class(
@@ -289,9 +302,17 @@ def _evaluate_class(
     precision = tp_cum / np.maximum(tp_cum + fp_cum, np.finfo(np.float64).eps)
     recall = tp_cum / npos if npos > 0 else np.zeros_like(tp_cum)
     ap = voc_ap_11point(recall, precision) if npos > 0 else math.nan
-    return ClassResult(label=label, ap=ap, npos=npos, num_detections=len(dets),
-                       num_ignored=ignored, tp=tp_array, scores=np.asarray(scores, np.float64),
-                       precision=precision, recall=recall)
+    return ClassResult(
+        label=label,
+        ap=ap,
+        npos=npos,
+        num_detections=len(dets),
+        num_ignored=ignored,
+        tp=tp_array,
+        scores=np.asarray(scores, np.float64),
+        precision=precision,
+        recall=recall,
+    )
 
 
 def load_detections_json(path: Path) -> list[dict[str, Any]]:
@@ -315,14 +336,14 @@ def load_detections_json(path: Path) -> list[dict[str, Any]]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: invalid JSON ({exc})") from None
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of detections, got "
-                         f"{type(data).__name__}")
+        raise ValueError(f"{path}: expected a JSON list of detections, got {type(data).__name__}")
     out = []
     for index, item in enumerate(data):
         try:
             image_id, label, score, box = _validate_detection(index, item)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
-        out.append({"image_id": image_id, "label": label, "score": score,
-                    "box": [float(v) for v in box]})
+        out.append(
+            {"image_id": image_id, "label": label, "score": score, "box": [float(v) for v in box]}
+        )
     return out

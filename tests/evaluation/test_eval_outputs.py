@@ -17,10 +17,19 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _result() -> tuple[EvaluationResult, VocAnnotation]:
-    ann = VocAnnotation("i", 100, 100, np.array([[0, 0, 9, 9], [20, 20, 29, 29]], np.float32),
-                        ["a", "b"], np.zeros(2, bool), np.zeros(2, bool))
-    dets = [{"image_id": "i", "label": "a", "score": 0.9, "box": [0, 0, 9, 9]},
-            {"image_id": "i", "label": "a", "score": 0.5, "box": [50, 50, 60, 60]}]
+    ann = VocAnnotation(
+        "i",
+        100,
+        100,
+        np.array([[0, 0, 9, 9], [20, 20, 29, 29]], np.float32),
+        ["a", "b"],
+        np.zeros(2, bool),
+        np.zeros(2, bool),
+    )
+    dets = [
+        {"image_id": "i", "label": "a", "score": 0.9, "box": [0, 0, 9, 9]},
+        {"image_id": "i", "label": "a", "score": 0.5, "box": [50, 50, 60, 60]},
+    ]
     return evaluate_detections(dets, {"i": ann}, ["a", "b", "c"]), ann
 
 
@@ -36,8 +45,7 @@ def test_plots_are_png_files(tmp_path: Path) -> None:
 def test_report_is_strict_json(tmp_path: Path) -> None:
     result, ann = _result()
     recall = proposal_recall([ann.boxes], [ann.boxes])
-    report = build_report(result, recall=recall, settings={"split": "test"},
-                          plots={"pr": "pr.png"})
+    report = build_report(result, recall=recall, settings={"split": "test"}, plots={"pr": "pr.png"})
     path = write_report(tmp_path / "report.json", report)
     loaded = json.loads(path.read_text())
     assert loaded["detection"]["map"] == 0.5  # a: AP 1, b: AP 0, c: no gt -> excluded

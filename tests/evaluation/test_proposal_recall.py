@@ -62,8 +62,15 @@ def test_accepts_tensors_and_rejects_bad_shapes() -> None:
 
 
 def test_recall_for_annotations_uses_non_difficult_boxes() -> None:
-    ann = VocAnnotation("x", 100, 100, np.array([[0, 0, 10, 10], [50, 50, 60, 60]], np.float32),
-                        ["a", "a"], np.array([False, True]), np.zeros(2, bool))
+    ann = VocAnnotation(
+        "x",
+        100,
+        100,
+        np.array([[0, 0, 10, 10], [50, 50, 60, 60]], np.float32),
+        ["a", "a"],
+        np.array([False, True]),
+        np.zeros(2, bool),
+    )
     result = proposal_recall_for_annotations({"x": GT}, {"x": ann})
     assert result.num_gt == 1 and result.recall[0.5] == 1.0
     with pytest.raises(ValueError, match="no proposals for 1 images"):

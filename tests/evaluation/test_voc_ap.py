@@ -20,13 +20,21 @@ from app.evaluation.voc_ap import (
 from app.training.voc import VocAnnotation, VocDataset
 
 
-def _ann(image_id: str, boxes: Sequence[Sequence[float]], labels: list[str],
-         difficult: list[bool] | None = None) -> VocAnnotation:
+def _ann(
+    image_id: str,
+    boxes: Sequence[Sequence[float]],
+    labels: list[str],
+    difficult: list[bool] | None = None,
+) -> VocAnnotation:
     n = len(labels)
     return VocAnnotation(
-        image_id=image_id, width=200, height=200,
-        boxes=np.asarray(boxes, np.float32).reshape(-1, 4), labels=labels,
-        difficult=np.asarray(difficult or [False] * n, bool), truncated=np.zeros(n, bool),
+        image_id=image_id,
+        width=200,
+        height=200,
+        boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
+        labels=labels,
+        difficult=np.asarray(difficult or [False] * n, bool),
+        truncated=np.zeros(n, bool),
     )
 
 
@@ -215,16 +223,23 @@ def test_load_detections_json_round_trip(tmp_path: Path) -> None:
     [
         ("{not json", "invalid JSON"),
         ('{"image_id": "x"}', "expected a JSON list of detections, got dict"),
-        ('[{"image_id": 5, "label": "a", "score": 1, "box": [0, 0, 1, 1]}]',
-         "detection 0: expected string image_id"),
-        ('[{"image_id": "x", "label": "a", "score": "high", "box": [0, 0, 1, 1]}]',
-         "detection 0: expected a finite number"),
-        ('[{"image_id": "x", "label": "a", "score": 1, "box": "0 0 1 1"}]',
-         "detection 0: expected box"),
+        (
+            '[{"image_id": 5, "label": "a", "score": 1, "box": [0, 0, 1, 1]}]',
+            "detection 0: expected string image_id",
+        ),
+        (
+            '[{"image_id": "x", "label": "a", "score": "high", "box": [0, 0, 1, 1]}]',
+            "detection 0: expected a finite number",
+        ),
+        (
+            '[{"image_id": "x", "label": "a", "score": 1, "box": "0 0 1 1"}]',
+            "detection 0: expected box",
+        ),
     ],
 )
-def test_load_detections_json_errors_name_the_file(tmp_path: Path, content: str,
-                                                    message: str) -> None:
+def test_load_detections_json_errors_name_the_file(
+    tmp_path: Path, content: str, message: str
+) -> None:
     path = tmp_path / "dets.json"
     path.write_text(content)
     with pytest.raises(ValueError, match=message) as info:

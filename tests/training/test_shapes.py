@@ -27,7 +27,8 @@ from app.training.voc import VocDataset, parse_voc_xml
 def _tree_digest(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*")) if p.is_file()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -39,8 +40,9 @@ def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_same_seed_gives_identical_bytes(dataset_dir: Path, tmp_path: Path) -> None:
-    summary = generate_shapes_dataset(tmp_path, seed=7, n_train=6, n_val=2, n_test=4,
-                                      progress=False, workers=2)
+    summary = generate_shapes_dataset(
+        tmp_path, seed=7, n_train=6, n_val=2, n_test=4, progress=False, workers=2
+    )
     assert _tree_digest(tmp_path) == _tree_digest(dataset_dir)
     assert summary == json.loads((dataset_dir / "shapes.json").read_text())
     assert summary["images"] == {"train": 6, "val": 2, "test": 4}
@@ -64,8 +66,9 @@ def test_overwrite_is_explicit(dataset_dir: Path, tmp_path: Path) -> None:
     generate_shapes_dataset(tmp_path, seed=1, n_train=2, n_val=0, n_test=0, progress=False)
     with pytest.raises(FileExistsError, match="overwrite=True"):
         generate_shapes_dataset(tmp_path, seed=1, n_train=1, n_val=0, n_test=0, progress=False)
-    generate_shapes_dataset(tmp_path, seed=1, n_train=1, n_val=0, n_test=0, progress=False,
-                            overwrite=True)
+    generate_shapes_dataset(
+        tmp_path, seed=1, n_train=1, n_val=0, n_test=0, progress=False, overwrite=True
+    )
     assert sorted(p.name for p in (tmp_path / "JPEGImages").iterdir()) == ["train_000000.jpg"]
 
 
@@ -96,8 +99,10 @@ def test_annotations_are_sane(dataset_dir: Path, split: str) -> None:
 
 
 def test_xml_round_trip(tmp_path: Path) -> None:
-    objects = [ShapeObject("star", (0, 5, 639, 99), True, False, 0.8),
-               ShapeObject("cross", (10, 11, 12, 13), False, True, 0.1)]
+    objects = [
+        ShapeObject("star", (0, 5, 639, 99), True, False, 0.8),
+        ShapeObject("cross", (10, 11, 12, 13), False, True, 0.1),
+    ]
     path = tmp_path / "x.xml"
     path.write_bytes(voc_xml("x", 640, 480, objects))
     ann = parse_voc_xml(path, CLASSES)
@@ -114,8 +119,10 @@ def test_shapes_are_regular(label: str) -> None:
     sides = np.linalg.norm(pts - np.roll(pts, 1, axis=0), axis=1)
     np.testing.assert_allclose(sides, sides[0], rtol=1e-9)  # equal sides (star, cross too)
     assert np.linalg.norm(pts, axis=1).max() == pytest.approx(50.0)
-    assert len(pts) >= {"triangle": 3, "square": 4, "hexagon": 6, "star": 10, "cross": 12,
-                        "circle": 24}[label]
+    assert (
+        len(pts)
+        >= {"triangle": 3, "square": 4, "hexagon": 6, "star": 10, "cross": 12, "circle": 24}[label]
+    )
 
 
 def _pixels_box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -132,8 +139,9 @@ def _alone(spec: ShapeSpec, shape: tuple[int, int]) -> np.ndarray:
 
 @pytest.mark.parametrize("label", CLASSES)
 @pytest.mark.parametrize(("center", "truncated"), [((60.3, 50.7), False), ((3.0, 95.0), True)])
-def test_box_is_the_bounding_box_of_the_shape_pixels(label: str, center: tuple[float, float],
-                                                      truncated: bool) -> None:
+def test_box_is_the_bounding_box_of_the_shape_pixels(
+    label: str, center: tuple[float, float], truncated: bool
+) -> None:
     spec = ShapeSpec(label, center, 30.0, 0.7, (255, 255, 255), (255, 255, 255), 2)
     image = np.zeros((100, 120, 3), np.uint8)
     (obj,) = draw_shapes(image, [spec])

@@ -29,8 +29,13 @@ XML = """<annotation>
 """
 
 
-def _write(base: Path, image_id: str = "000005", xml: str | None = None,
-           width: int = 500, height: int = 375) -> Path:
+def _write(
+    base: Path,
+    image_id: str = "000005",
+    xml: str | None = None,
+    width: int = 500,
+    height: int = 375,
+) -> Path:
     for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (base / folder).mkdir(parents=True, exist_ok=True)
     (base / "Annotations" / f"{image_id}.xml").write_text(xml or XML.format(w=width, h=height))
@@ -55,9 +60,7 @@ def test_annotation_is_converted_to_zero_based(tmp_path: Path) -> None:
     ann = VocDataset(_write(tmp_path), "test").annotation("000005")
     assert (ann.image_id, ann.width, ann.height) == ("000005", 500, 375)
     assert ann.boxes.dtype == np.float32 and ann.boxes.shape == (3, 4)
-    np.testing.assert_array_equal(
-        ann.boxes, [[262, 210, 323, 338], [0, 0, 7, 7.5], [4, 6, 4, 6]]
-    )
+    np.testing.assert_array_equal(ann.boxes, [[262, 210, 323, 338], [0, 0, 7, 7.5], [4, 6, 4, 6]])
     assert ann.labels == ["chair", "chair", "person"]
     assert ann.difficult.tolist() == [False, True, False]  # missing tag -> 0
     assert ann.truncated.tolist() == [False, True, False]
@@ -81,8 +84,11 @@ def test_classes_txt_and_explicit_classes(tmp_path: Path) -> None:
 
 def test_missing_split_lists_the_available_ones(tmp_path: Path) -> None:
     _write(tmp_path)
-    with pytest.raises(VocFormatError, match=r"trainval\.txt: split 'trainval' not found; "
-                       r"available: \['test'\]"):
+    with pytest.raises(
+        VocFormatError,
+        match=r"trainval\.txt: split 'trainval' not found; "
+        r"available: \['test'\]",
+    ):
         VocDataset(tmp_path, "trainval")
 
 
@@ -96,16 +102,27 @@ def test_not_a_voc_directory(tmp_path: Path) -> None:
     [
         ("<annotation><size>", "invalid XML"),
         ("<annotation></annotation>", "missing <size>"),
-        ("<annotation><size><width>a</width><height>2</height></size></annotation>",
-         "expected a number in <width>, got 'a'"),
-        ("<annotation><size><width>5</width><height>5</height></size><object><name>cat</name>"
-         "</object></annotation>", "object 0 has no <bndbox>"),
-        ("<annotation><size><width>5</width><height>5</height></size><object><name>cat</name>"
-         "<bndbox><xmin>3</xmin><ymin>1</ymin><xmax>2</xmax><ymax>4</ymax></bndbox></object>"
-         "</annotation>", "object 0 has an empty box"),
-        ("<annotation><size><width>5</width><height>5</height></size><object><name>cat</name>"
-         "<difficult>yes</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax>"
-         "<ymax>4</ymax></bndbox></object></annotation>", "expected 0 or 1 in <difficult>"),
+        (
+            "<annotation><size><width>a</width><height>2</height></size></annotation>",
+            "expected a number in <width>, got 'a'",
+        ),
+        (
+            "<annotation><size><width>5</width><height>5</height></size><object><name>cat</name>"
+            "</object></annotation>",
+            "object 0 has no <bndbox>",
+        ),
+        (
+            "<annotation><size><width>5</width><height>5</height></size><object><name>cat</name>"
+            "<bndbox><xmin>3</xmin><ymin>1</ymin><xmax>2</xmax><ymax>4</ymax></bndbox></object>"
+            "</annotation>",
+            "object 0 has an empty box",
+        ),
+        (
+            "<annotation><size><width>5</width><height>5</height></size><object><name>cat</name>"
+            "<difficult>yes</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax>"
+            "<ymax>4</ymax></bndbox></object></annotation>",
+            "expected 0 or 1 in <difficult>",
+        ),
     ],
 )
 def test_malformed_xml_errors_name_the_file(tmp_path: Path, xml: str, message: str) -> None:
