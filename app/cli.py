@@ -162,6 +162,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             out_dir=Path(args.out),
             device=args.device,
             record=args.record,
+            size=args.classify_size,
         )
         sys.stdout.write(json.dumps(report["summary"], indent=2) + "\n")
         return 0
@@ -270,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--workers", type=int, default=2, help="selective-search processes")
+    p.add_argument(
+        "--classify-size",
+        type=int,
+        default=None,
+        help="with --task classify: the shorter side images are resized to (default: the "
+        "model's classify_size)",
+    )
     p.set_defaults(func=cmd_eval)
     return parser
 

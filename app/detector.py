@@ -301,19 +301,20 @@ class Detector:
         return detections
 
     @torch.inference_mode()
-    def classify(self, images: Sequence[np.ndarray], top_k: int = 5) -> list[list[Prediction]]:
+    def classify(
+        self, images: Sequence[np.ndarray], top_k: int = 5, size: int | None = None
+    ) -> list[list[Prediction]]:
         """Whole-image classification through full-image SPP (SPEC section 6).
 
-        Each image is resized so its shorter side is the manifest's ``classify_size``.
-        Returns, per image, the ``top_k`` classes, most probable first.
+        Each image is resized so its shorter side is ``size`` (default: the manifest's
+        ``classify_size``). Returns, per image, the ``top_k`` classes, most probable first.
         """
         manifest = self.model.manifest
         k = max(1, min(top_k, len(manifest.classes)))
+        shorter_side = manifest.preprocess.classify_size if size is None else size
         results = []
         for image in images:
-            resized, _, _ = resize_to_scale(
-                image, manifest.preprocess.classify_size, manifest.detection.max_long_side
-            )
+            resized, _, _ = resize_to_scale(image, shorter_side, manifest.detection.max_long_side)
             x = image_to_tensor(resized, manifest.preprocess, self.device)
             probabilities = torch.softmax(self.net.classify_logits(x)[0].float(), dim=0)
             top = torch.topk(probabilities, k)

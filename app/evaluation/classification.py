@@ -2,6 +2,8 @@
 
 "Holding one shape" is read literally: exactly one annotated object, not difficult. The
 prediction is the top-1 class of full-image SPP classification (``Detector.classify``).
+Accuracy is also reported by the object's *share* of the image (its longer side over the
+image's shorter side), since full-image classification at a fixed input size depends on it.
 """
 
 from __future__ import annotations
@@ -24,20 +26,47 @@ def single_object_ids(dataset: VocDataset) -> list[str]:
     return ids
 
 
+#: Lower edges of the share bins of the report (the last bin is open).
+SHARE_BINS = (0.0, 0.1, 0.2, 0.4)
+
+
+def share_bin(share: float) -> str:
+    """The name of the :data:`SHARE_BINS` bin holding ``share``, e.g. ``"0.1-0.2"``."""
+    lows = [low for low in SHARE_BINS if share >= low]
+    index = len(lows) - 1
+    high = SHARE_BINS[index + 1] if index + 1 < len(SHARE_BINS) else None
+    return f"{SHARE_BINS[index]}-{high}" if high is not None else f">={SHARE_BINS[index]}"
+
+
 def classification_accuracy(
-    detector: Detector, dataset: VocDataset, *, progress: bool = True
+    detector: Detector, dataset: VocDataset, *, size: int | None = None, progress: bool = True
 ) -> dict[str, Any]:
-    """Top-1 accuracy over :func:`single_object_ids`, overall and per class."""
+    """Top-1 accuracy over :func:`single_object_ids`: overall, per class and per share bin;
+    ``size`` overrides the model's ``classify_size``."""
     correct: dict[str, int] = {}
     total: dict[str, int] = {}
+    by_share: dict[str, list[int]] = {}
     for image_id in tqdm(single_object_ids(dataset), desc="classify", disable=not progress):
-        [label] = dataset.annotation(image_id).labels
-        [predictions] = detector.classify([dataset.load_rgb(image_id)], top_k=1)
+        ann = dataset.annotation(image_id)
+        [label] = ann.labels
+        [predictions] = detector.classify([dataset.load_rgb(image_id)], top_k=1, size=size)
+        hit = int(predictions[0].label == label)
         total[label] = total.get(label, 0) + 1
-        correct[label] = correct.get(label, 0) + int(predictions[0].label == label)
+        correct[label] = correct.get(label, 0) + hit
+        x1, y1, x2, y2 = (float(v) for v in ann.boxes[0])
+        share = (max(x2 - x1, y2 - y1) + 1.0) / min(ann.width, ann.height)
+        by_share.setdefault(share_bin(share), []).append(hit)
     images = sum(total.values())
     return {
         "images": images,
         "accuracy": sum(correct.values()) / images if images else None,
         "per_class": {label: correct[label] / total[label] for label in sorted(total)},
+        "by_share": {
+            name: {"images": len(hits), "accuracy": sum(hits) / len(hits)}
+            for name, hits in sorted(by_share.items(), key=lambda item: _bin_low(item[0]))
+        },
     }
+
+
+def _bin_low(name: str) -> float:
+    return float(name.removeprefix(">=").split("-")[0])

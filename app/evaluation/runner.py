@@ -140,17 +140,24 @@ def evaluate_classification(
     out_dir: Path,
     device: str | None = None,
     record: bool = False,
+    size: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Top-1 whole-image accuracy on the split's single-object images; returns the report."""
+    """Top-1 whole-image accuracy on the split's single-object images; returns the report.
+    ``size`` overrides the model's ``classify_size`` (the report's settings say which ran)."""
     dataset = VocDataset(voc_root, split)
     detector = Detector(load_model(store, model_name), device)
-    result = classification_accuracy(detector, dataset, progress=progress)
+    result = classification_accuracy(detector, dataset, size=size, progress=progress)
     command = shlex.join(["spp", *sys.argv[1:]])
-    report = {"summary": {**result, "command": command}, "settings": {"voc_root": str(voc_root)}}
+    settings = {
+        "voc_root": str(voc_root),
+        "size": size or detector.model.manifest.preprocess.classify_size,
+    }
+    report = {"summary": {**result, "command": command}, "settings": settings}
     write_report(out_dir / "classification.json", report)
     if record:
-        _record_metrics(store / model_name, f"{split}_classify", report["summary"])
+        key = f"{split}_classify" if size is None else f"{split}_classify_{size}"
+        _record_metrics(store / model_name, key, report["summary"])
     return report
 
 

@@ -158,7 +158,7 @@ def test_default_model_over_http(tmp_path: Path) -> None:
                 response = client.post(
                     "/detect",
                     files={"image": ("s.jpg", jpeg_bytes(rgb), "image/jpeg")},
-                    # The shipped model's test-split mAP is 0.81 at five scales, 0.74 at one
+                    # The shipped model's test-split mAP is 0.80 at five scales, 0.78 at one
                     # (README); multi-scale at confidence 0.3 finds about three in four.
                     params={"min_confidence": 0.3, "scales": "multi"},
                 )

@@ -93,3 +93,25 @@ def test_unknown_recipe_key_is_an_error(tmp_path: Path) -> None:
     recipe.write_text(yaml.safe_dump({**RECIPE, "pretrain": {"epochz": 1}}))
     with pytest.raises(ValueError, match="epochz"):
         TrainConfig.from_yaml(recipe)
+
+
+def test_classify_eval_of_the_trained_model(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """`spp eval --task classify` at the model's size and at another: both reports, and the
+    recorded metrics keep the two apart."""
+    work, store, _ = trained
+    common = ["eval", "--voc-root", str(work / "data"), "--split", "train", "--task", "classify"]
+    common += ["--store", str(store), "--model", "tiny-shapes", "--record"]
+    assert spp([*common, "--out", str(tmp_path / "a")]) == 0
+    assert spp([*common, "--out", str(tmp_path / "b"), "--classify-size", "96"]) == 0
+    default = json.loads((tmp_path / "a" / "classification.json").read_text())
+    other = json.loads((tmp_path / "b" / "classification.json").read_text())
+    assert default["settings"]["size"] == 224 and other["settings"]["size"] == 96
+    assert default["summary"]["images"] > 0, "the tiny train split has one-object images"
+    for report in (default, other):
+        summary = report["summary"]
+        assert summary["images"] == sum(b["images"] for b in summary["by_share"].values())
+    metrics = load_model(store, "tiny-shapes").manifest.metrics
+    assert metrics["train_classify"]["images"] == default["summary"]["images"]
+    assert "train_classify_96" in metrics
