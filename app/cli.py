@@ -92,7 +92,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     detector = _load_detector(args)
     out = {}
     for path in tqdm(args.images, desc="classify", disable=len(args.images) < 2 or args.json):
-        [predictions] = detector.classify([_read_image(path)], top_k=args.top_k)
+        [predictions] = detector.classify([_read_image(path)], top_k=args.top_k, views=args.views)
         out[path] = [asdict(p) for p in predictions]
         if not args.json:
             best = ", ".join(f"{p.label} {p.probability:.3f}" for p in predictions)
@@ -163,6 +163,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             device=args.device,
             record=args.record,
             size=args.classify_size,
+            views=args.views,
         )
         sys.stdout.write(json.dumps(report["summary"], indent=2) + "\n")
         return 0
@@ -216,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(p)
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true")
+    views_arg(p)
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("models", help="list the models in the store")
@@ -278,8 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --task classify: the shorter side images are resized to (default: the "
         "model's classify_size)",
     )
+    views_arg(p)
     p.set_defaults(func=cmd_eval)
     return parser
+
+
+def views_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--views",
+        choices=("full", "multi"),
+        default="full",
+        help="classification: the whole image as one view (paper's full-image SPP), or the "
+        "multi-view test on conv5 at six scales",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -315,11 +315,11 @@ class ControlledDetector:
             return self.inner.detect(images, proposals)
         return self.inner.detect(images, proposals, options)
 
-    def classify(self, images: Any, top_k: int = 5) -> Any:
+    def classify(self, images: Any, top_k: int = 5, views: str = "full") -> Any:
         images = list(images)
         self._enter(images)
         self.classify_batches.append(len(images))
-        return self.inner.classify(images, top_k=top_k)
+        return self.inner.classify(images, top_k=top_k, views=views)
 
     def warm_up(self) -> None:
         self.inner.warm_up()

@@ -7,9 +7,10 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from app.detector import STAGES, DetectOptions, Detector
+from app.detector import STAGES, DetectOptions, Detector, view_windows
 from app.model.config import DetectionConfig
 from app.model.store import build_random_model
+from app.ops.spp import project_windows, spatial_pyramid_pool
 
 CLASSES = ["circle", "square", "triangle", "star"]
 
@@ -115,3 +116,45 @@ def test_rejects_mismatched_inputs(detector: Detector) -> None:
         detector.detect([_image(0), _image(1)], [_boxes(0, 3)])
     with pytest.raises(ValueError, match="expected scales 'single' or 'multi'"):
         detector.detect([_image(0)], [_boxes(0, 3)], DetectOptions(scales="bogus"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("height", "width"), [(120, 160), (300, 200), (50, 400)])
+@pytest.mark.parametrize("scale", [100, 224, 560])
+def test_view_windows_are_a_grid_of_squares_inside_the_image(
+    height: int, width: int, scale: int
+) -> None:
+    views = view_windows(height, width, scale, view_size=224)
+    side = min(224 * min(height, width) / scale, min(height, width))
+    assert 1 <= len(views) <= 9
+    np.testing.assert_allclose(views[:, 2] - views[:, 0] + 1, side, rtol=1e-5)
+    np.testing.assert_allclose(views[:, 3] - views[:, 1] + 1, side, rtol=1e-5)
+    assert views[:, :2].min() >= 0
+    assert views[:, 2].max() <= width - 1 + 1e-3 and views[:, 3].max() <= height - 1 + 1e-3
+    assert len({tuple(v) for v in views.round(3).tolist()}) == len(views), "no duplicates"
+    # The grid reaches both ends of each side: the corners are views.
+    assert views[:, 0].min() == 0 and np.isclose(views[:, 2].max(), width - 1)
+    assert views[:, 1].min() == 0 and np.isclose(views[:, 3].max(), height - 1)
+
+
+def test_multi_view_is_the_best_view_per_class_renormalised(detector: Detector) -> None:
+    """Against a slow reference: each view cut out of conv5 and pooled whole by
+    ``spatial_pyramid_pool``, classified one at a time."""
+    image = _image(12)
+    net, preprocess = detector.net, detector.model.manifest.preprocess
+    best = torch.zeros(len(CLASSES))
+    with torch.inference_mode():
+        for scale in preprocess.view_scales:
+            conv5, fx, fy = detector.conv5_at_scale(image, scale)
+            windows = torch.from_numpy(view_windows(120, 160, scale, preprocess.view_size))
+            cells = project_windows(windows * torch.tensor([fx, fy, fx, fy]), conv5.shape[-2:])
+            for left, top, right, bottom in cells.tolist():
+                region = conv5[:, :, top : bottom + 1, left : right + 1]
+                pooled = spatial_pyramid_pool(region, net.config.levels)
+                logits = net.cls_fc8(net.cls_head(pooled))[0]
+                best = torch.maximum(best, torch.softmax(logits, dim=0))
+    expected = best / best.sum()
+    [predictions] = detector.classify([image], top_k=len(CLASSES), views="multi")
+    got = {p.label: p.probability for p in predictions}
+    np.testing.assert_allclose([got[c] for c in CLASSES], expected.numpy(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="expected views 'full' or 'multi'"):
+        detector.classify([image], views="many")  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.detector import Detector
+from app.detector import Detector, ViewMode
 from app.training.voc import VocDataset
 
 
@@ -39,17 +39,23 @@ def share_bin(share: float) -> str:
 
 
 def classification_accuracy(
-    detector: Detector, dataset: VocDataset, *, size: int | None = None, progress: bool = True
+    detector: Detector,
+    dataset: VocDataset,
+    *,
+    size: int | None = None,
+    views: ViewMode = "full",
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Top-1 accuracy over :func:`single_object_ids`: overall, per class and per share bin;
-    ``size`` overrides the model's ``classify_size``."""
+    ``size`` overrides the model's ``classify_size``; ``views`` as in ``Detector.classify``."""
     correct: dict[str, int] = {}
     total: dict[str, int] = {}
     by_share: dict[str, list[int]] = {}
     for image_id in tqdm(single_object_ids(dataset), desc="classify", disable=not progress):
         ann = dataset.annotation(image_id)
         [label] = ann.labels
-        [predictions] = detector.classify([dataset.load_rgb(image_id)], top_k=1, size=size)
+        image = dataset.load_rgb(image_id)
+        [predictions] = detector.classify([image], top_k=1, size=size, views=views)
         hit = int(predictions[0].label == label)
         total[label] = total.get(label, 0) + 1
         correct[label] = correct.get(label, 0) + hit

@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.detector import DetectOptions, Detector, ScaleMode
+from app.detector import DetectOptions, Detector, ScaleMode, ViewMode
 from app.evaluation.classification import classification_accuracy
 from app.evaluation.plots import plot_precision_recall
 from app.evaluation.recall import ProposalRecall, proposal_recall_for_annotations
@@ -141,22 +141,25 @@ def evaluate_classification(
     device: str | None = None,
     record: bool = False,
     size: int | None = None,
+    views: ViewMode = "full",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Top-1 whole-image accuracy on the split's single-object images; returns the report.
     ``size`` overrides the model's ``classify_size`` (the report's settings say which ran)."""
     dataset = VocDataset(voc_root, split)
     detector = Detector(load_model(store, model_name), device)
-    result = classification_accuracy(detector, dataset, size=size, progress=progress)
+    result = classification_accuracy(detector, dataset, size=size, views=views, progress=progress)
     command = shlex.join(["spp", *sys.argv[1:]])
     settings = {
         "voc_root": str(voc_root),
         "size": size or detector.model.manifest.preprocess.classify_size,
+        "views": views,
     }
     report = {"summary": {**result, "command": command}, "settings": settings}
     write_report(out_dir / "classification.json", report)
     if record:
-        key = f"{split}_classify" if size is None else f"{split}_classify_{size}"
+        key = f"{split}_classify" + ("" if size is None else f"_{size}")
+        key += "" if views == "full" else f"_{views}_views"
         _record_metrics(store / model_name, key, report["summary"])
     return report
 

@@ -74,6 +74,10 @@ class PreprocessConfig:
     """Mean subtracted per channel, in ``channel_order``; no division by a std."""
     classify_size: int = Field(default=224, ge=32)
     """Shorter side the whole image is resized to for full-image classification."""
+    view_scales: tuple[int, ...] = (224, 256, 300, 360, 448, 560)
+    """Shorter sides of multi-view classification (the paper's six scales, section 3.1.2)."""
+    view_size: int = Field(default=224, ge=32)
+    """Side of a multi-view classification view, in pixels of the resized image."""
 
 
 @dataclass(frozen=True, config=_STRICT)

@@ -28,7 +28,7 @@ from typing import Any, Generic, Literal, TypeVar
 import numpy as np
 import torch
 
-from app.detector import DetectionResult, DetectOptions, Detector, Prediction
+from app.detector import DetectionResult, DetectOptions, Detector, Prediction, ViewMode
 from app.service.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class _Job:
     proposals: np.ndarray | None = None
     options: DetectOptions | None = None
     top_k: int = 5
+    views: ViewMode = "full"
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -182,11 +183,11 @@ class InferenceWorker:
         return await self._submit(job)
 
     async def classify(
-        self, image: np.ndarray, top_k: int, *, deadline: float
+        self, image: np.ndarray, top_k: int, *, deadline: float, views: ViewMode = "full"
     ) -> InferenceOutcome[list[Prediction]]:
         """Classify one image as part of the next batch; ``top_k`` classes, best first."""
         loop = asyncio.get_running_loop()
-        job = _Job("classify", image, deadline, loop.create_future(), top_k=top_k)
+        job = _Job("classify", image, deadline, loop.create_future(), top_k=top_k, views=views)
         return await self._submit(job)
 
     async def _submit(self, job: _Job) -> InferenceOutcome[Any]:
@@ -275,7 +276,8 @@ class InferenceWorker:
             job.future.set_exception(failure)
 
     def _infer(self, jobs: Sequence[_Job]) -> tuple[list[Any], float]:
-        """On the inference thread: one ``detect`` and one ``classify`` call for the batch."""
+        """On the inference thread: one ``detect`` call for the batch, one ``classify`` call
+        per view mode."""
         started = time.perf_counter()
         values: dict[int, Any] = {}
         try:
@@ -289,11 +291,17 @@ class InferenceWorker:
                 values.update(
                     (i, result) for (i, _), result in zip(detect_jobs, results, strict=True)
                 )
-            classify_jobs = [(i, job) for i, job in enumerate(jobs) if job.kind == "classify"]
-            if classify_jobs:
+            for views in ("full", "multi"):
+                classify_jobs = [
+                    (i, job)
+                    for i, job in enumerate(jobs)
+                    if job.kind == "classify" and job.views == views
+                ]
+                if not classify_jobs:
+                    continue
                 top_k = max(job.top_k for _, job in classify_jobs)
                 predictions = self.detector.classify(
-                    [job.image for _, job in classify_jobs], top_k=top_k
+                    [job.image for _, job in classify_jobs], top_k=top_k, views=views
                 )
                 values.update(
                     (i, ranked[: job.top_k])

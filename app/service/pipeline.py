@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 from fastapi import Request
 
-from app.detector import DetectionResult, DetectOptions, Detector, Prediction
+from app.detector import DetectionResult, DetectOptions, Detector, Prediction, ViewMode
 from app.imaging import decode_image
 from app.model.config import ProposalConfig
 from app.proposals import propose
@@ -137,10 +137,16 @@ class InferencePipeline:
         return outcome
 
     async def classify(
-        self, image: np.ndarray, top_k: int, *, deadline: float, timings: dict[str, float]
+        self,
+        image: np.ndarray,
+        top_k: int,
+        *,
+        deadline: float,
+        timings: dict[str, float],
+        views: ViewMode = "full",
     ) -> InferenceOutcome[list[Prediction]]:
         """Whole-image classification through the batched detector."""
-        outcome = await self.worker.classify(image, top_k, deadline=deadline)
+        outcome = await self.worker.classify(image, top_k, deadline=deadline, views=views)
         timings["queue"] = round(outcome.queue_ms, 3)
         timings["inference"] = round(outcome.inference_ms, 3)
         return outcome

@@ -259,6 +259,22 @@ def test_classify_top_k_query_and_form(client: Any, png: bytes) -> None:
     assert len(form.json()["predictions"]) == 2
 
 
+def test_classify_multi_view_answers_what_the_detector_does(client: Any, png: bytes) -> None:
+    """``views=multi`` reaches ``Detector.classify(views="multi")``: the same probabilities
+    as calling it directly on the decoded image, and unlike the full-image view's."""
+    from app.imaging import decode_image
+
+    multi = post_image(client, "/classify", png, params={"views": "multi", "top_k": 3})
+    full = post_image(client, "/classify", png, params={"top_k": 3})
+    assert multi.status_code == 200, multi.text
+    detector = client.app.state.service.pipeline.detector
+    image = decode_image(png, max_pixels=10**8)
+    [expected] = detector.classify([image], top_k=3, views="multi")
+    got = {p["label"]: p["probability"] for p in multi.json()["predictions"]}
+    assert got == pytest.approx({p.label: p.probability for p in expected}, abs=1e-5)
+    assert got != pytest.approx({p["label"]: p["probability"] for p in full.json()["predictions"]})
+
+
 # ----------------------------------------------------------------------------- bad parameters
 
 
@@ -278,6 +294,7 @@ def test_classify_top_k_query_and_form(client: Any, png: bytes) -> None:
         ("/detect", {"colour": "red"}, "colour"),
         ("/classify", {"top_k": "0"}, "top_k"),
         ("/classify", {"top_k": "many"}, "top_k"),
+        ("/classify", {"views": "all"}, "views"),
     ],
 )
 def test_bad_query_parameters_are_422(

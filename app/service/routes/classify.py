@@ -23,7 +23,12 @@ router = APIRouter(tags=["inference"], dependencies=[ApiKeyDep])
 
 
 def _classify_openapi() -> dict[str, Any]:
-    return upload_openapi({"top_k": {"type": "string", "description": "classes returned"}})
+    return upload_openapi(
+        {
+            "top_k": {"type": "string", "description": "classes returned"},
+            "views": {"type": "string", "description": "full or multi"},
+        }
+    )
 
 
 @router.post(
@@ -49,7 +54,9 @@ async def classify(
             timings=timings,
         )
         image = await pipeline.decode(upload.data, deadline=deadline, timings=timings)
-        outcome = await pipeline.classify(image, params.top_k, deadline=deadline, timings=timings)
+        outcome = await pipeline.classify(
+            image, params.top_k, deadline=deadline, timings=timings, views=params.views
+        )
     pipeline.finish_timings(request, timings, started)
     model = pipeline.detector.model
     body = ClassifyResponse(
