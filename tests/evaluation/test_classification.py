@@ -49,7 +49,10 @@ class _Detector:
     def __init__(self) -> None:
         self.seen: list[int] = []
 
-    def classify(self, images: list[np.ndarray], top_k: int) -> list[list[Prediction]]:
+    def classify(
+        self, images: list[np.ndarray], top_k: int, size: int | None, views: str
+    ) -> list[list[Prediction]]:
+        assert (size, views) == (96, "multi"), "the options reach the detector"
         self.seen += [int(image[0, 0, 0]) for image in images]
         return [[Prediction(label="star", class_id=3, probability=0.9)] for _ in images]
 
@@ -57,7 +60,13 @@ class _Detector:
 def test_only_single_object_images_count_and_are_tallied() -> None:
     detector = _Detector()
     dataset: Any = _Dataset()
-    result = classification_accuracy(detector, dataset, progress=False)  # type: ignore[arg-type]
+    result = classification_accuracy(
+        detector,  # type: ignore[arg-type]
+        dataset,
+        size=96,
+        views="multi",
+        progress=False,
+    )
     assert detector.seen == [ord("a"), ord("b")]
     assert result["images"] == 2
     assert result["accuracy"] == 0.5
