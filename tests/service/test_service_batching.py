@@ -51,8 +51,10 @@ class EchoDetector:
         assert len(images) == len(proposals) == len(options)
         return [DetectionResult([], int(image[0, 0, 0]), [1], 1, 1, {}) for image in images]
 
-    def classify(self, images: Sequence[np.ndarray], top_k: int = 5) -> list[list[Prediction]]:
-        self._enter("classify", images)
+    def classify(
+        self, images: Sequence[np.ndarray], top_k: int = 5, views: str = "full"
+    ) -> list[list[Prediction]]:
+        self._enter("classify" if views == "full" else f"classify-{views}", images)
         return [[Prediction(f"c{k}", k, 1.0 / (k + 1)) for k in range(top_k)] for image in images]
 
 
@@ -109,6 +111,25 @@ def test_detect_and_classify_in_one_batch() -> None:
     assert found.value.num_proposals == 7
     assert [p.label for p in ranked.value] == ["c0", "c1"]
     assert sorted(detector.calls) == [("classify", 1), ("detect", 1)]
+
+
+def test_classify_view_modes_in_one_batch_get_one_call_each() -> None:
+    detector = EchoDetector()
+
+    async def scenario() -> list[Any]:
+        worker = await make_worker(detector)
+        deadline = asyncio.get_running_loop().time() + 10
+        outcomes = await asyncio.gather(
+            worker.classify(image(1), 1, deadline=deadline),
+            worker.classify(image(2), 3, deadline=deadline, views="multi"),
+            worker.classify(image(3), 2, deadline=deadline),
+        )
+        await worker.stop()
+        return outcomes
+
+    first, multi, third = run(scenario())
+    assert [len(o.value) for o in (first, multi, third)] == [1, 3, 2]
+    assert sorted(detector.calls) == [("classify", 2), ("classify-multi", 1)]
 
 
 def test_a_failing_request_does_not_fail_its_batch() -> None:
