@@ -44,7 +44,7 @@ def _load_detector(args: argparse.Namespace) -> Detector:
         model = load_model(Path(args.store), args.model)
     except ModelLoadError as exc:
         raise SystemExit(f"spp: {exc}") from None
-    return Detector(model, args.device)
+    return Detector(model, args.device, args.precision)
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -161,6 +161,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             model_name=args.model,
             out_dir=Path(args.out),
             device=args.device,
+            precision=args.precision,
             record=args.record,
             size=args.classify_size,
             views=args.views,
@@ -177,6 +178,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         scales=args.scales,
         out_dir=Path(args.out),
         device=args.device,
+        precision=args.precision,
         record=args.record,
         limit=args.limit,
         workers=args.workers,
@@ -200,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)"
         )
+        precision_arg(p)
 
     p = sub.add_parser("detect", help="detect objects in images")
     p.add_argument("images", nargs="+")
@@ -268,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", choices=("single", "multi"), default="single")
     p.add_argument("--out", default="reports/eval", help="directory for report.json and PR plots")
     p.add_argument("--device", default=None)
+    precision_arg(p)
     p.add_argument(
         "--record", action="store_true", help="write the metrics into the model's manifest"
     )
@@ -283,6 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
     views_arg(p)
     p.set_defaults(func=cmd_eval)
     return parser
+
+
+def precision_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="convolutions and fc6/fc7 in this type (float16: CUDA only)",
+    )
 
 
 def views_arg(p: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ No HTTP, no files, no logging here.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +35,8 @@ from app.ops.spp import project_windows, roi_spp
 
 ScaleMode = Literal["single", "multi"]
 ViewMode = Literal["full", "multi"]
+Precision = Literal["float32", "bfloat16", "float16"]
+_AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 #: ``(image, scale) -> (conv5 Tensor[1, C, H5, W5], fx, fy)``;
 #: lets training serve conv5 from a cache.
 Conv5Fn = Callable[[np.ndarray, int], tuple[Tensor, float, float]]
@@ -112,13 +115,35 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 class Detector:
-    """Runs a loaded :class:`SppModel` on one device."""
+    """Runs a loaded :class:`SppModel` on one device.
 
-    def __init__(self, model: SppModel, device: str | torch.device | None = None) -> None:
+    ``precision`` other than ``"float32"`` runs the convolutions and fc6/fc7 under
+    ``torch.autocast`` in that type (``bfloat16`` on a CPU with native support or on a GPU;
+    ``float16`` on CUDA only); pooling, the SVMs, the regressors and NMS stay in float32.
+    ``bench/bench_compress.py`` measures its speed and its effect on detections and mAP.
+    """
+
+    def __init__(
+        self,
+        model: SppModel,
+        device: str | torch.device | None = None,
+        precision: Precision = "float32",
+    ) -> None:
         self.device = resolve_device(device)
+        if precision not in ("float32", *_AUTOCAST_DTYPES):
+            raise ValueError(f"expected precision float32, bfloat16 or float16, got {precision!r}")
+        if precision == "float16" and self.device.type != "cuda":
+            raise ValueError("float16 inference needs a CUDA device; use bfloat16 on a CPU")
+        self.precision = precision
         self.model = model
         self.net = model.net.to(self.device).eval()
         self._stages: dict[str, float] = defaultdict(float)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        """Autocast to the reduced precision, or nothing at float32."""
+        if self.precision == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_AUTOCAST_DTYPES[self.precision])
 
     @contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
@@ -150,7 +175,7 @@ class Detector:
         with self._timed("resize"):
             resized, fx, fy = resize_to_scale(image, scale, config.max_long_side)
             x = image_to_tensor(resized, self.model.manifest.preprocess, self.device)
-        with self._timed("conv5"):
+        with self._timed("conv5"), self._autocast():
             conv5 = self.net.trunk(x)
         return conv5, fx, fy
 
@@ -225,8 +250,8 @@ class Detector:
             chunks.append(pooled)
             scales_used.append(used)
         pooled_all = torch.cat(chunks)  # [sum N, D]
-        with self._timed("fc"):
-            fc7 = self.net.det_head(pooled_all)  # [sum N, F]
+        with self._timed("fc"), self._autocast():
+            fc7 = self.net.det_head(pooled_all).float()  # [sum N, F]
         with self._timed("svm"):
             scores = self.net.svm(fc7)  # [sum N, K]
             confidences = self.net.platt(scores)
@@ -350,7 +375,9 @@ class Detector:
                     image, shorter_side, manifest.detection.max_long_side
                 )
                 x = image_to_tensor(resized, manifest.preprocess, self.device)
-                probabilities = torch.softmax(self.net.classify_logits(x)[0].float(), dim=0)
+                with self._autocast():
+                    logits = self.net.classify_logits(x)[0]
+                probabilities = torch.softmax(logits.float(), dim=0)
             top = torch.topk(probabilities, k)
             results.append(
                 [
@@ -378,7 +405,8 @@ class Detector:
         for scale in preprocess.view_scales:
             windows = view_windows(height, width, scale, preprocess.view_size)
             pooled, _ = self.pooled_windows(image, torch.from_numpy(windows), (scale,))
-            logits = self.net.cls_fc8(self.net.cls_head(pooled.to(self.device)))
+            with self._autocast():
+                logits = self.net.cls_fc8(self.net.cls_head(pooled.to(self.device)))
             top = torch.softmax(logits.float(), dim=1).amax(dim=0)
             best = top if best is None else torch.maximum(best, top)
         assert best is not None, "view_scales is never empty"

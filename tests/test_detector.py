@@ -158,3 +158,31 @@ def test_multi_view_is_the_best_view_per_class_renormalised(detector: Detector) 
     np.testing.assert_allclose([got[c] for c in CLASSES], expected.numpy(), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="expected views 'full' or 'multi'"):
         detector.classify([image], views="many")  # type: ignore[arg-type]
+
+
+def test_bfloat16_detections_follow_float32(detector: Detector) -> None:
+    """bfloat16 autocast (conv + fc6/fc7) against float32: the strongest detections agree in
+    class and box, and scores stay close (bfloat16 keeps 8 bits of mantissa)."""
+    reduced = Detector(detector.model, "cpu", precision="bfloat16")
+    image, boxes = _image(21), _boxes(21, 40)
+    [full] = detector.detect([image], [boxes])
+    [low] = reduced.detect([image], [boxes])
+    assert full.detections and low.detections
+    top = full.detections[0]
+    match = [d for d in low.detections if d.class_id == top.class_id]
+    ious = box_iou(torch.tensor([top.box]), torch.tensor(np.array([d.box for d in match])))
+    assert float(ious.max()) > 0.9
+    scale = max(abs(d.score) for d in full.detections)
+    assert abs(match[int(ious.argmax())].score - top.score) <= 0.05 * scale
+    [probabilities] = reduced.classify([image], top_k=len(CLASSES))
+    [reference] = detector.classify([image], top_k=len(CLASSES))
+    got = {p.label: p.probability for p in probabilities}
+    for p in reference:
+        assert abs(got[p.label] - p.probability) < 0.02
+
+
+def test_precision_is_checked(detector: Detector) -> None:
+    with pytest.raises(ValueError, match="expected precision"):
+        Detector(detector.model, "cpu", precision="int8")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="float16 inference needs a CUDA device"):
+        Detector(detector.model, "cpu", precision="float16")

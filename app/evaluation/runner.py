@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.detector import DetectOptions, Detector, ScaleMode, ViewMode
+from app.detector import DetectOptions, Detector, Precision, ScaleMode, ViewMode
 from app.evaluation.classification import classification_accuracy
 from app.evaluation.plots import plot_precision_recall
 from app.evaluation.recall import ProposalRecall, proposal_recall_for_annotations
@@ -64,6 +64,7 @@ def evaluate(
     scales: ScaleMode,
     out_dir: Path,
     device: str | None = None,
+    precision: Precision = "float32",
     record: bool = False,
     limit: int | None = None,
     workers: int = 2,
@@ -88,7 +89,7 @@ def evaluate(
     else:
         assert model_name is not None
         model = load_model(store, model_name)
-        detector = Detector(model, device)
+        detector = Detector(model, device, precision)
         classes = model.classes
         started = time.perf_counter()
         proposals = dataset_proposals(
@@ -106,6 +107,7 @@ def evaluate(
             version=model.version,
             scales=scales,
             device=str(detector.device),
+            precision=precision,
             mean_stage_ms=stage_ms,
             seconds=round(time.perf_counter() - started, 1),
         )
@@ -125,9 +127,8 @@ def evaluate(
     report["summary"] = summary
     write_report(out_dir / "report.json", report)
     if record and model_name is not None:
-        _record_metrics(
-            store / model_name, f"{split}_{scales}", {**summary, "command": settings["command"]}
-        )
+        key = f"{split}_{scales}" + ("" if precision == "float32" else f"_{precision}")
+        _record_metrics(store / model_name, key, {**summary, "command": settings["command"]})
     return report
 
 
@@ -139,6 +140,7 @@ def evaluate_classification(
     model_name: str,
     out_dir: Path,
     device: str | None = None,
+    precision: Precision = "float32",
     record: bool = False,
     size: int | None = None,
     views: ViewMode = "full",
@@ -147,19 +149,21 @@ def evaluate_classification(
     """Top-1 whole-image accuracy on the split's single-object images; returns the report.
     ``size`` overrides the model's ``classify_size`` (the report's settings say which ran)."""
     dataset = VocDataset(voc_root, split)
-    detector = Detector(load_model(store, model_name), device)
+    detector = Detector(load_model(store, model_name), device, precision)
     result = classification_accuracy(detector, dataset, size=size, views=views, progress=progress)
     command = shlex.join(["spp", *sys.argv[1:]])
     settings = {
         "voc_root": str(voc_root),
         "size": size or detector.model.manifest.preprocess.classify_size,
         "views": views,
+        "precision": precision,
     }
     report = {"summary": {**result, "command": command}, "settings": settings}
     write_report(out_dir / "classification.json", report)
     if record:
         key = f"{split}_classify" + ("" if size is None else f"_{size}")
         key += "" if views == "full" else f"_{views}_views"
+        key += "" if precision == "float32" else f"_{precision}"
         _record_metrics(store / model_name, key, report["summary"])
     return report
 

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     """Directory holding ``<model_name>/manifest.json`` and its weights."""
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    precision: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Convolutions and fc6/fc7 in this type (``torch.autocast``); ``float16`` needs CUDA."""
     max_upload_mb: float = Field(default=20.0, gt=0, le=1024)
     """Largest accepted image upload, in MiB; enforced while the body is read."""
     max_pixels: int = Field(default=40_000_000, ge=256)

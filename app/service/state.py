@@ -36,7 +36,7 @@ def load_detector(settings: Settings) -> Detector:
         ModelLoadError: the manifest or weights are missing, invalid or tampered with.
     """
     model = load_model(settings.model_store, settings.model_name, device="cpu")
-    return Detector(model, device=settings.device)
+    return Detector(model, device=settings.device, precision=settings.precision)
 
 
 class ServiceState:

@@ -92,6 +92,7 @@ def test_compose_common_settings(compose: dict[str, Any], name: str) -> None:
     assert {
         "MODEL_NAME",
         "DEVICE",
+        "PRECISION",
         "MAX_UPLOAD_MB",
         "MAX_PIXELS",
         "QUEUE_SIZE",

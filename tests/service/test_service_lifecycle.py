@@ -90,6 +90,30 @@ def test_real_model_store_loads(make_app: Any, tmp_path: Path, tiny_model: Any) 
     assert ready.json()["model"] == {"name": "tiny", "version": "1"}
 
 
+def test_precision_setting_reaches_the_detector(
+    make_app: Any, tmp_path: Path, tiny_model: Any
+) -> None:
+    """PRECISION=bfloat16 loads a bfloat16 detector; float16 on a CPU leaves the service up
+    and not ready, saying why."""
+    from app.service.settings import Settings
+    from app.service.state import load_detector
+
+    store = _store_with_tiny_model(tmp_path, tiny_model)
+    settings = Settings(model_store=store, model_name="tiny", device="cpu", precision="bfloat16")
+    assert load_detector(settings).precision == "bfloat16"
+    with make_app.client(
+        loader=load_detector, model_store=store, model_name="tiny", precision="float16", ready=False
+    ) as client:
+        for _ in range(500):
+            body = client.get("/readyz").json()
+            if body["status"] != "loading":
+                break
+            threading.Event().wait(0.02)
+        assert client.get("/readyz").status_code == 503
+        assert "float16 inference needs a CUDA device" in json.dumps(body)
+        assert client.get("/healthz").status_code == 200
+
+
 @pytest.mark.parametrize(
     ("fault", "name", "reason_part"),
     [
