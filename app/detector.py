@@ -406,10 +406,10 @@ class Detector:
             windows = view_windows(height, width, scale, preprocess.view_size)
             pooled, _ = self.pooled_windows(image, torch.from_numpy(windows), (scale,))
             with self._autocast():
-                logits = self.net.cls_fc8(self.net.cls_head(pooled.to(self.device)))
+                logits = self.net.cls_fc8(self.net.cls_head(pooled))
             top = torch.softmax(logits.float(), dim=1).amax(dim=0)
             best = top if best is None else torch.maximum(best, top)
-        assert best is not None, "view_scales is never empty"
+        assert best is not None, "PreprocessConfig.view_scales is validated non-empty"
         return best / best.sum()
 
     def warm_up(self) -> None:

@@ -7,7 +7,7 @@ Field comments say what each hyper-parameter means and where it comes from in SP
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass
@@ -74,7 +74,9 @@ class PreprocessConfig:
     """Mean subtracted per channel, in ``channel_order``; no division by a std."""
     classify_size: int = Field(default=224, ge=32)
     """Shorter side the whole image is resized to for full-image classification."""
-    view_scales: tuple[int, ...] = (224, 256, 300, 360, 448, 560)
+    view_scales: tuple[Annotated[int, Field(ge=32)], ...] = Field(
+        default=(224, 256, 300, 360, 448, 560), min_length=1
+    )
     """Shorter sides of multi-view classification (the paper's six scales, section 3.1.2)."""
     view_size: int = Field(default=224, ge=32)
     """Side of a multi-view classification view, in pixels of the resized image."""

@@ -74,6 +74,16 @@ def test_manifest_unknown_key(store: Path) -> None:
         load_model(store, "tiny")
 
 
+@pytest.mark.parametrize("scales", [[], [224, 8]])
+def test_manifest_bad_view_scales(store: Path, scales: list[int]) -> None:
+    path = store / "tiny" / "manifest.json"
+    raw = json.loads(path.read_text())
+    raw["preprocess"]["view_scales"] = scales
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ModelLoadError, match=r"preprocess\.view_scales"):
+        load_model(store, "tiny")
+
+
 def test_manifest_classes_disagree_with_config(store: Path) -> None:
     path = store / "tiny" / "manifest.json"
     raw = json.loads(path.read_text())
