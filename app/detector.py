@@ -397,7 +397,7 @@ class Detector:
         softmax outputs (and adds their flips): here each class keeps its *largest*
         probability over the views, renormalised to sum to 1, because an image holding one
         small shape among clutter is won by the one view that frames it, while the average
-        is won by the clutter (0.77 against 0.31 top-1 on the generated test images).
+        is won by the clutter (README, "The default model").
         """
         preprocess = self.model.manifest.preprocess
         height, width = image.shape[:2]

@@ -12,7 +12,8 @@ its size: width 0.25, fc 512) and for the full ZF-5 (width 1.0, fc 4096, random 
 at one scale and at five, in float32 and with ``Detector(precision="bfloat16")`` (conv and
 fc6/fc7 under autocast; a CPU gains from it only with native bfloat16 instructions). The
 ratio (everything after proposals) / (selective search) is the issue's target: at most 0.25
-for the default model at its default settings (one scale).
+for the default model at its default settings (one scale). Plus ``Detector.classify`` on the
+same images with the default model, ``views="full"`` against ``views="multi"``.
 
     .venv/bin/python -m bench.bench_detect [--quick] [--images N] [--write [BENCHMARKS.md]]
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.detector import STAGES, DetectOptions, Detector, Precision, ScaleMode
+from app.detector import STAGES, DetectOptions, Detector, Precision, ScaleMode, ViewMode
 from app.model.store import SppModel
 from app.proposals import propose
 from bench.common import (
@@ -46,6 +47,7 @@ from bench.common import (
 
 SECTION = "bench_detect"
 PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16")
+VIEW_MODES: tuple[ViewMode, ...] = ("full", "multi")
 
 
 @dataclass
@@ -101,6 +103,20 @@ def measure(
     )
 
 
+def classify_ms(model: SppModel, images: list[BenchImage]) -> dict[str, float]:
+    """Mean milliseconds per image of ``Detector.classify`` for each view mode."""
+    detector = Detector(model, "cpu")
+    detector.warm_up()
+    means = {}
+    for views in VIEW_MODES:
+        detector.classify([images[0].rgb], views=views)  # first call at a real size
+        start = time.perf_counter()
+        for image in images:
+            detector.classify([image.rgb], views=views)
+        means[views] = (time.perf_counter() - start) * 1e3 / len(images)
+    return means
+
+
 def run(count: int, full_count: int, quick: bool) -> str:
     setup_threads()
     machine = machine_description()
@@ -122,6 +138,8 @@ def run(count: int, full_count: int, quick: bool) -> str:
                 rows.append(
                     measure("default", model, mode, images, proposals, proposal_ms, precision)
                 )
+        log("default model, classify")
+        classify = classify_ms(model, images)
         if full_count > 0:
             del model
             full = full_zf5_model()
@@ -202,6 +220,15 @@ def run(count: int, full_count: int, quick: bool) -> str:
         f"Issue target: with the default model at its default settings (one scale), everything "
         f"after proposals takes at most 0.25 of the selective-search time: measured "
         f"{target.wall / target.proposals:.2f} ({verdict}).",
+        "",
+        "`Detector.classify`, default model, float32, the same images, one per call (mean ms "
+        "per image): `views=full` (one view at the shorter side 224) against `views=multi` "
+        "(conv5 at six scales, nine views each).",
+        "",
+        markdown_table(
+            ["views", "classify (ms)", "vs full"],
+            [[v, fmt_ms(ms), f"{ms / classify['full']:.1f}x"] for v, ms in classify.items()],
+        ),
     ]
     return render_section(lines, machine, quick=quick)
 

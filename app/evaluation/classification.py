@@ -8,11 +8,14 @@ image's shorter side), since full-image classification at a fixed input size dep
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from typing import Any
 
 from tqdm import tqdm
 
 from app.detector import Detector, ViewMode
+from app.ops.boxes import longer_side_share
 from app.training.voc import VocDataset
 
 
@@ -28,14 +31,15 @@ def single_object_ids(dataset: VocDataset) -> list[str]:
 
 #: Lower edges of the share bins of the report (the last bin is open).
 SHARE_BINS = (0.0, 0.1, 0.2, 0.4)
+SHARE_BIN_NAMES = (
+    *(f"{low}-{high}" for low, high in itertools.pairwise(SHARE_BINS)),
+    f">={SHARE_BINS[-1]}",
+)
 
 
 def share_bin(share: float) -> str:
     """The name of the :data:`SHARE_BINS` bin holding ``share``, e.g. ``"0.1-0.2"``."""
-    lows = [low for low in SHARE_BINS if share >= low]
-    index = len(lows) - 1
-    high = SHARE_BINS[index + 1] if index + 1 < len(SHARE_BINS) else None
-    return f"{SHARE_BINS[index]}-{high}" if high is not None else f">={SHARE_BINS[index]}"
+    return SHARE_BIN_NAMES[max(0, bisect.bisect_right(SHARE_BINS, share) - 1)]
 
 
 def classification_accuracy(
@@ -59,8 +63,7 @@ def classification_accuracy(
         hit = int(predictions[0].label == label)
         total[label] = total.get(label, 0) + 1
         correct[label] = correct.get(label, 0) + hit
-        x1, y1, x2, y2 = (float(v) for v in ann.boxes[0])
-        share = (max(x2 - x1, y2 - y1) + 1.0) / min(ann.width, ann.height)
+        share = longer_side_share(ann.boxes[0], ann.height, ann.width)
         by_share.setdefault(share_bin(share), []).append(hit)
     images = sum(total.values())
     return {
@@ -69,10 +72,7 @@ def classification_accuracy(
         "per_class": {label: correct[label] / total[label] for label in sorted(total)},
         "by_share": {
             name: {"images": len(hits), "accuracy": sum(hits) / len(hits)}
-            for name, hits in sorted(by_share.items(), key=lambda item: _bin_low(item[0]))
+            for name in SHARE_BIN_NAMES
+            if (hits := by_share.get(name))
         },
     }
-
-
-def _bin_low(name: str) -> float:
-    return float(name.removeprefix(">=").split("-")[0])

@@ -99,6 +99,17 @@ def scaled_size(height: int, width: int, scale: int, max_long_side: int) -> tupl
     return plan.height, plan.width
 
 
+def longer_side_share(box: Sequence[float], height: int, width: int) -> float:
+    """The longer side of ``box`` ``(x1, y1, x2, y2)`` (inclusive pixels) over the shorter side
+    of its ``height x width`` image: how much of the image an object fills.
+
+    >>> longer_side_share((10, 10, 49, 29), 200, 300)
+    0.2
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (max(x2 - x1, y2 - y1) + 1.0) / min(height, width)
+
+
 def _check_boxes(name: str, boxes: Tensor) -> None:
     if not isinstance(boxes, Tensor):
         raise ValueError(f"expected {name} to be a Tensor, got {type(boxes).__name__}")

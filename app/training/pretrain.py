@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from app.model.config import PreprocessConfig
 from app.model.net import SppNet
+from app.ops.boxes import longer_side_share
 from app.training.batchnorm import attach_batchnorm, fold_batchnorm
 from app.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -89,7 +90,7 @@ def samples_of_image(
         sample = LabelledObject(image_index, (x1, y1, x2, y2), class_id)
         samples.append(sample)
         if len(boxes) == 1:
-            share = min(0.95, (max(x2 - x1, y2 - y1) + 1.0) / min(image_size))
+            share = min(0.95, longer_side_share(sample.box, *image_size))
             samples += [replace(sample, context=share)] * scene_views
     return samples
 
