@@ -419,4 +419,3 @@ class Detector:
         boxes = np.array([[0, 0, 40, 40], [10, 5, 70, 60]], dtype=np.float32)
         self.detect([image], [boxes])
         self.classify([image], top_k=1)
-        self.classify([image], top_k=1, views="multi")
