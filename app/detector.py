@@ -376,8 +376,9 @@ class Detector:
                 )
                 x = image_to_tensor(resized, manifest.preprocess, self.device)
                 with self._autocast():
-                    logits = self.net.classify_logits(x)[0]
-                probabilities = torch.softmax(logits.float(), dim=0)
+                    logits = self.net.classify_logits(x)
+                probabilities = self.object_probabilities(logits)[0]
+                probabilities = probabilities / probabilities.sum()
             top = torch.topk(probabilities, k)
             results.append(
                 [
@@ -386,6 +387,13 @@ class Detector:
                 ]
             )
         return results
+
+    def object_probabilities(self, logits: Tensor) -> Tensor:
+        """Softmax of classification logits ``[N, K]`` or ``[N, K + 1]`` (background last),
+        returned for the K object classes only: ``Tensor[N, K]`` float32, rows summing to 1
+        minus the background probability."""
+        probabilities = torch.softmax(logits.float(), dim=1)
+        return probabilities[:, : len(self.model.manifest.classes)]
 
     @torch.inference_mode()
     def multi_view_probabilities(self, image: np.ndarray) -> Tensor:
@@ -397,7 +405,9 @@ class Detector:
         softmax outputs (and adds their flips): here each class keeps its *largest*
         probability over the views, renormalised to sum to 1, because an image holding one
         small shape among clutter is won by the one view that frames it, while the average
-        is won by the clutter (README, "The default model").
+        is won by the clutter (README, "The default model"). With a background output
+        (``ModelConfig.cls_background``) a view that frames only clutter puts its mass there
+        and so raises no object class.
         """
         preprocess = self.model.manifest.preprocess
         height, width = image.shape[:2]
@@ -407,7 +417,7 @@ class Detector:
             pooled, _ = self.pooled_windows(image, torch.from_numpy(windows), (scale,))
             with self._autocast():
                 logits = self.net.cls_fc8(self.net.cls_head(pooled))
-            top = torch.softmax(logits.float(), dim=1).amax(dim=0)
+            top = self.object_probabilities(logits).amax(dim=0)
             best = top if best is None else torch.maximum(best, top)
         assert best is not None, "PreprocessConfig.view_scales is validated non-empty"
         return best / best.sum()

@@ -9,6 +9,7 @@ from torchvision.ops import box_iou
 
 from app.detector import STAGES, DetectOptions, Detector, view_windows
 from app.model.config import DetectionConfig
+from app.model.preprocess import image_to_tensor, resize_to_scale
 from app.model.store import build_random_model
 from app.ops.spp import project_windows, spatial_pyramid_pool
 
@@ -20,6 +21,12 @@ def detector() -> Detector:
     # Small scales keep the test fast; the pipeline is the same as at the paper's scales.
     config = DetectionConfig(single_scale=96, multi_scales=(64, 96, 128, 160, 224), min_score=-1e9)
     return Detector(build_random_model(CLASSES, detection=config), "cpu")
+
+
+@pytest.fixture(scope="module")
+def background_detector() -> Detector:
+    """Like ``detector``, with a background output in the classification fc8 (K + 1)."""
+    return Detector(build_random_model(CLASSES, seed=1, cls_background=True), "cpu")
 
 
 def _image(seed: int, height: int = 120, width: int = 160) -> np.ndarray:
@@ -136,9 +143,35 @@ def test_view_windows_are_a_grid_of_squares_inside_the_image(
     assert views[:, 1].min() == 0 and np.isclose(views[:, 3].max(), height - 1)
 
 
-def test_multi_view_is_the_best_view_per_class_renormalised(detector: Detector) -> None:
+def test_full_view_drops_the_background_output(background_detector: Detector) -> None:
+    """With a background output, ``classify`` reports the K object classes: the softmax over
+    all K + 1 logits, background removed, renormalised."""
+    image = _image(13)
+    manifest = background_detector.model.manifest
+    resized, _, _ = resize_to_scale(
+        image, manifest.preprocess.classify_size, manifest.detection.max_long_side
+    )
+    with torch.inference_mode():
+        logits = background_detector.net.classify_logits(
+            image_to_tensor(resized, manifest.preprocess, torch.device("cpu"))
+        )
+    assert logits.shape == (1, len(CLASSES) + 1)
+    probabilities = torch.softmax(logits[0], dim=0)[: len(CLASSES)]
+    expected = probabilities / probabilities.sum()
+    [predictions] = background_detector.classify([image], top_k=10)
+    assert len(predictions) == len(CLASSES)
+    got = {p.label: p.probability for p in predictions}
+    np.testing.assert_allclose([got[c] for c in CLASSES], expected.numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("fixture", ["detector", "background_detector"])
+def test_multi_view_is_the_best_view_per_class_renormalised(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
     """Against a slow reference: each view cut out of conv5 and pooled whole by
-    ``spatial_pyramid_pool``, classified one at a time."""
+    ``spatial_pyramid_pool``, classified one at a time; a background output, when the model
+    has one, is dropped from each view's softmax before the best view is taken."""
+    detector: Detector = request.getfixturevalue(fixture)
     image = _image(12)
     net, preprocess = detector.net, detector.model.manifest.preprocess
     best = torch.zeros(len(CLASSES))
@@ -151,7 +184,8 @@ def test_multi_view_is_the_best_view_per_class_renormalised(detector: Detector) 
                 region = conv5[:, :, top : bottom + 1, left : right + 1]
                 pooled = spatial_pyramid_pool(region, net.config.levels)
                 logits = net.cls_fc8(net.cls_head(pooled))[0]
-                best = torch.maximum(best, torch.softmax(logits, dim=0))
+                probabilities = torch.softmax(logits, dim=0)[: len(CLASSES)]
+                best = torch.maximum(best, probabilities)
     expected = best / best.sum()
     [predictions] = detector.classify([image], top_k=len(CLASSES), views="multi")
     got = {p.label: p.probability for p in predictions}

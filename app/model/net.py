@@ -14,7 +14,8 @@ class SppNet(nn.Module):
     """ZF-5 SPP-net with both heads of SPEC section 6.
 
     * ``trunk``: conv1..conv5 (frozen after classification pre-training).
-    * ``cls_head`` + ``cls_fc8``: classification (full-image SPP, softmax over K classes).
+    * ``cls_head`` + ``cls_fc8``: classification (full-image SPP, softmax over K classes, or
+      K + 1 with the last for background when ``config.cls_background``).
     * ``det_head``: fc6/fc7 fine-tuned on windows; ``det_fc8`` is the (K+1)-way layer used only
       while fine-tuning (background = 0) and is kept so fine-tuning can resume.
     * ``svm``, ``bbox``, ``platt``: per-class scoring, box regression and calibration.
@@ -26,7 +27,7 @@ class SppNet(nn.Module):
         dim, fc, k = config.spp_dim, config.fc_dim, config.num_classes
         self.trunk = ZF5Trunk(config)
         self.cls_head = FcHead(dim, fc, config.dropout)
-        self.cls_fc8 = nn.Linear(fc, k)
+        self.cls_fc8 = nn.Linear(fc, k + int(config.cls_background))
         self.det_head = FcHead(dim, fc, config.dropout)
         self.det_fc8 = nn.Linear(fc, k + 1)
         self.svm = SvmScorer(k, fc)
@@ -40,7 +41,8 @@ class SppNet(nn.Module):
             images (Tensor[B, 3, H, W]): preprocessed images (any H, W >= 16).
 
         Returns:
-            Tensor[B, K]: class logits (softmax gives probabilities).
+            Tensor[B, K] (``[B, K + 1]`` with ``cls_background``, background last): class
+            logits (softmax gives probabilities).
         """
         pooled = spatial_pyramid_pool(self.trunk(images), self.config.levels)  # [B, D]
         return self.cls_fc8(self.cls_head(pooled))

@@ -260,12 +260,15 @@ def build_random_model(
     name: str = "tiny-random",
     detection: DetectionConfig | None = None,
     proposals: ProposalConfig | None = None,
+    cls_background: bool = False,
 ) -> SppModel:
     """A tiny random-weight model for tests: every head is filled, so it produces detections.
 
     Weights come from a private generator seeded with ``seed``; the global RNG is untouched.
     """
-    config = ModelConfig(num_classes=len(classes), width=width, fc_dim=fc_dim)
+    config = ModelConfig(
+        num_classes=len(classes), width=width, fc_dim=fc_dim, cls_background=cls_background
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = SppNet(config)

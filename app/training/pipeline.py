@@ -154,7 +154,13 @@ class Pipeline:
         return VocDataset(self.voc_root, split)
 
     def new_net(self, classes: list[str]) -> SppNet:
-        config = ModelConfig(**{**asdict_config(self.model_config), "num_classes": len(classes)})
+        config = ModelConfig(
+            **{
+                **asdict_config(self.model_config),
+                "num_classes": len(classes),
+                "cls_background": self.config.pretrain.background_per_image > 0,
+            }
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.pretrain.seed)
             return SppNet(config)
@@ -199,6 +205,7 @@ class Pipeline:
         net = self.new_net(classes)
         images: list[np.ndarray] = []
         objects: list[LabelledObject] = []
+        background_rng = np.random.default_rng([self.config.pretrain.seed, 1])
         for dataset in [train, *self.pretrain_extra_datasets()]:
             for image_id in tqdm(dataset.ids, desc="load images", disable=not self.progress):
                 ann = dataset.annotation(image_id)
@@ -210,6 +217,9 @@ class Pipeline:
                     [classes.index(label) for label in ann.labels],
                     ann.difficult,
                     self.config.pretrain.scene_views,
+                    background=self.config.pretrain.background_per_image,
+                    background_class=len(classes),
+                    rng=background_rng,
                 )
                 images.append(image)
         self.log_event("pretrain-start", images=len(images), objects=len(objects))

@@ -12,6 +12,13 @@ into the convs at the end (``app.training.batchnorm``; the shipped trunk is plai
 with a cosine learning-rate schedule, a context curriculum (objects first fill their crops,
 later sit small in wide ones), and warm-up epochs at half resolution (the same two-size
 alternation at 112/90 px) before the paper's 224/180 epochs.
+
+One more departure, optional (``background_per_image``): stage 1 can also see *background
+windows* (crops that hold no whole object: clutter, texture, pieces of shapes) under a
+(K+1)-th class. The paper's ImageNet pre-training has no such class; here the negatives that
+fool the detector are irregular polygons and clutter (``app.training.shapes``), and the conv
+layers, frozen after this stage, only learn to tell them from the classes if stage 1 shows
+them. ``classify`` drops the background output (``Detector.object_probabilities``).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ class PretrainConfig:
     context_start: float = 0.75  # the lower bound of ``context`` in epoch 1 (curriculum)
     crops_per_object: int = 1  # fresh crops of every object per epoch
     scene_views: int = 0  # extra whole-image views per epoch of each image holding one object
+    background_per_image: int = 0  # background windows per image, class K (0: no such class)
     seed: int = 0
 
 
@@ -71,6 +79,46 @@ class LabelledObject:
     context: float | None = None
 
 
+#: A background window overlaps every object with IoU below this ...
+BACKGROUND_MAX_IOU = 0.3
+#: ... and covers less than this share of any object's area (so no whole object hides inside).
+BACKGROUND_MAX_COVER = 0.5
+#: Smallest side of a background window, pixels (the smallest generated objects are ~24 px).
+BACKGROUND_MIN_SIDE = 24.0
+
+
+def background_windows(
+    rng: np.random.Generator, image_size: tuple[int, int], boxes: np.ndarray, count: int
+) -> list[tuple[float, float, float, float]]:
+    """Up to ``count`` square windows ``(x1, y1, x2, y2)`` inside an image of ``image_size``
+    ``(height, width)`` that hold no object of ``boxes`` ``[N, 4]``: IoU with each below
+    :data:`BACKGROUND_MAX_IOU` and covering less than :data:`BACKGROUND_MAX_COVER` of its area.
+    Sides are log-uniform from :data:`BACKGROUND_MIN_SIDE` to the shorter image side; a window
+    that fails is redrawn (20 tries per window), so a crowded image may yield fewer."""
+    height, width = image_size
+    top = float(min(height, width))
+    if top < BACKGROUND_MIN_SIDE:
+        return []
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    windows: list[tuple[float, float, float, float]] = []
+    for _ in range(count * 20):
+        if len(windows) == count:
+            break
+        side = math.exp(rng.uniform(math.log(BACKGROUND_MIN_SIDE), math.log(top)))
+        x1, y1 = rng.uniform(0.0, width - side), rng.uniform(0.0, height - side)
+        x2, y2 = x1 + side, y1 + side
+        iw = np.clip(np.minimum(x2, boxes[:, 2]) - np.maximum(x1, boxes[:, 0]), 0.0, None)
+        ih = np.clip(np.minimum(y2, boxes[:, 3]) - np.maximum(y1, boxes[:, 1]), 0.0, None)
+        inter = iw * ih
+        iou = inter / (side * side + areas - inter)
+        if np.all(iou < BACKGROUND_MAX_IOU) and np.all(
+            inter < BACKGROUND_MAX_COVER * np.maximum(areas, 1e-9)
+        ):
+            windows.append((x1, y1, x2, y2))
+    return windows
+
+
 def samples_of_image(
     image_index: int,
     image_size: tuple[int, int],
@@ -78,11 +126,23 @@ def samples_of_image(
     class_ids: Sequence[int],
     difficult: np.ndarray,
     scene_views: int,
+    background: int = 0,
+    background_class: int = -1,
+    rng: np.random.Generator | None = None,
 ) -> list[LabelledObject]:
     """The stage-1 samples of one image of ``image_size`` ``(height, width)``: a crop of every
     object not marked difficult, plus ``scene_views`` scene views when it is the image's only
-    object (its longer side's share of the image's shorter side fixes the context)."""
+    object (its longer side's share of the image's shorter side fixes the context), plus
+    ``background`` windows of :func:`background_windows` (drawn with ``rng``) labelled
+    ``background_class`` and cropped exactly (context 1)."""
     samples = []
+    if background > 0:
+        if rng is None or background_class < 0:
+            raise ValueError("background windows need an rng and a background_class >= 0")
+        samples += [
+            LabelledObject(image_index, window, background_class, context=1.0)
+            for window in background_windows(rng, image_size, boxes, background)
+        ]
     for box, class_id, hard in zip(boxes, class_ids, difficult, strict=True):
         if hard:
             continue

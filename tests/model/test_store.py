@@ -168,3 +168,24 @@ def test_saved_net_is_the_configured_architecture(store: Path) -> None:
     loaded = load_model(store, "tiny")
     assert isinstance(loaded.net, SppNet)
     assert loaded.net.config == loaded.manifest.model
+
+
+def test_background_output_round_trips(tmp_path: Path) -> None:
+    """A model whose classification fc8 has a background output (K + 1) saves and loads as
+    that architecture; a manifest that drops the flag no longer matches the weights."""
+    from app.model.store import build_random_model
+
+    model = build_random_model(CLASSES, cls_background=True)
+    assert model.net.cls_fc8.out_features == len(CLASSES) + 1
+    save_model(model.net, tmp_path / "bg", name="bg", version="1", classes=CLASSES)
+    loaded = load_model(tmp_path, "bg")
+    assert loaded.manifest.model.cls_background
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(
+        loaded.net.classify_logits(x), model.net.classify_logits(x), rtol=0, atol=0
+    )
+    manifest = json.loads((tmp_path / "bg" / "manifest.json").read_text())
+    manifest["model"]["cls_background"] = False
+    (tmp_path / "bg" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="cls_fc8"):
+        load_model(tmp_path, "bg")

@@ -23,7 +23,13 @@ RECIPE = {
     "data": {"kind": "shapes", "seed": 5, "train": 6, "val": 3},
     "model": {"width": 0.125, "fc_dim": 32},
     "proposals": {"max_side": 160, "max_proposals": 150},
-    "pretrain": {"epochs": 2, "batch_size": 8, "crops_per_object": 1, "scene_views": 1},
+    "pretrain": {
+        "epochs": 2,
+        "batch_size": 8,
+        "crops_per_object": 1,
+        "scene_views": 1,
+        "background_per_image": 1,
+    },
     "finetune": {"iterations": 20, "batch_size": 16, "fg_per_image": 8, "bg_per_image": 8},
     "svm": {"initial_negatives": 200, "retrain_after": 50, "chunk": 500},
     "workers": 1,
@@ -72,6 +78,8 @@ def test_the_model_loads_and_detects(trained: tuple[Path, Path, Path]) -> None:
     assert "spp" in training["command"]
     assert model.net.svm.weight.abs().sum() > 0, "SVMs were trained"
     assert model.net.bbox.weight.abs().sum() > 0, "regressors were trained"
+    assert model.manifest.model.cls_background, "the recipe asks for background windows"
+    assert model.net.cls_fc8.out_features == len(model.classes) + 1
     dataset = VocDataset(work / "data", "val")
     image = dataset.load_rgb(dataset.ids[0])
     [result] = Detector(model, "cpu").detect([image], [propose(image, model.manifest.proposals)])

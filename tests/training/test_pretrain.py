@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from app.training.pretrain import (
+    BACKGROUND_MAX_COVER,
+    BACKGROUND_MAX_IOU,
+    BACKGROUND_MIN_SIDE,
     LabelledObject,
     PretrainConfig,
+    background_windows,
     epoch_context,
     object_crop,
     samples_of_image,
@@ -58,3 +63,48 @@ def test_the_context_curriculum_goes_from_start_to_the_lower_bound() -> None:
     assert epoch_context(config, 0) == (0.7, 0.95)
     assert np.isclose(epoch_context(config, 4)[0], 0.3)
     assert epoch_context(config, 2)[0] < epoch_context(config, 1)[0]
+
+
+def test_background_windows_hold_no_object() -> None:
+    """Every window is a square inside the image, overlaps each object with IoU < 0.3 and
+    covers less than half of it, so no whole object hides in a background sample."""
+    boxes = np.array([[20, 30, 79, 89], [150, 40, 189, 79], [100, 150, 259, 229]], np.float32)
+    windows = background_windows(np.random.default_rng(3), (240, 320), boxes, 200)
+    assert len(windows) > 50
+    for x1, y1, x2, y2 in windows:
+        assert np.isclose(x2 - x1, y2 - y1) and x2 - x1 >= BACKGROUND_MIN_SIDE
+        assert x1 >= 0 and y1 >= 0 and x2 <= 320 and y2 <= 240
+        for bx1, by1, bx2, by2 in boxes.tolist():
+            iw = max(0.0, min(x2, bx2) - max(x1, bx1))
+            ih = max(0.0, min(y2, by2) - max(y1, by1))
+            area = (bx2 - bx1) * (by2 - by1)
+            assert iw * ih < BACKGROUND_MAX_COVER * area
+            assert iw * ih / ((x2 - x1) * (y2 - y1) + area - iw * ih) < BACKGROUND_MAX_IOU
+
+
+def test_background_windows_are_reproducible_and_need_room() -> None:
+    boxes = np.array([[10, 10, 50, 50]], np.float32)
+    a = background_windows(np.random.default_rng(1), (100, 120), boxes, 4)
+    b = background_windows(np.random.default_rng(1), (100, 120), boxes, 4)
+    assert a == b and len(a) == 4
+    assert background_windows(np.random.default_rng(1), (20, 120), boxes, 4) == []
+
+
+def test_background_samples_are_the_extra_class_cropped_exactly() -> None:
+    boxes = np.array([[10, 10, 49, 49]], dtype=np.float32)
+    samples = samples_of_image(
+        2,
+        (200, 300),
+        boxes,
+        [1],
+        np.array([0]),
+        0,
+        background=3,
+        background_class=6,
+        rng=np.random.default_rng(0),
+    )
+    background = [s for s in samples if s.class_id == 6]
+    assert len(background) == 3 and len(samples) == 4
+    assert all(s.context == 1.0 and s.image_index == 2 for s in background)
+    with pytest.raises(ValueError, match="rng"):
+        samples_of_image(0, (200, 300), boxes, [1], np.array([0]), 0, background=1)
