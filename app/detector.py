@@ -30,7 +30,7 @@ from torchvision.ops import batched_nms
 
 from app.model.preprocess import image_to_tensor, resize_to_scale
 from app.model.store import SppModel
-from app.ops.boxes import choose_scale_per_window, decode_boxes
+from app.ops.boxes import choose_scale_per_window, decode_boxes, resize_plan
 from app.ops.spp import project_windows, roi_spp
 
 ScaleMode = Literal["single", "multi"]
@@ -79,10 +79,13 @@ class DetectionResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def view_windows(height: int, width: int, scale: int, view_size: int) -> np.ndarray:
+def view_windows(
+    height: int, width: int, scale: int, view_size: int, max_long_side: int | None = None
+) -> np.ndarray:
     """The views of multi-view classification at one scale, in original pixels.
 
-    The image is seen resized so its shorter side is ``scale``; the views are squares of
+    The image is seen resized as conv5 sees it at ``scale`` (:func:`resize_plan`: shorter side
+    ``scale``, unless the longer side would pass ``max_long_side``); the views are squares of
     ``view_size`` resized pixels (the whole shorter side if that is less) on a 3 x 3 grid
     from one corner to the other: the paper's four corners, four edge middles and centre.
     Views that coincide (an image no larger than a view along a side) are kept once.
@@ -90,7 +93,12 @@ def view_windows(height: int, width: int, scale: int, view_size: int) -> np.ndar
     Returns:
         ndarray[N, 4] float32 ``(x1, y1, x2, y2)``, 1 <= N <= 9.
     """
-    side = min(view_size * min(height, width) / scale, float(min(height, width)))
+    short = min(height, width)
+    resized_short = float(scale)
+    if max_long_side is not None:
+        plan = resize_plan(height, width, scale, max_long_side)
+        resized_short = float(min(plan.height, plan.width))
+    side = min(view_size * short / resized_short, float(short))
     xs = np.unique(np.linspace(0.0, width - side, 3).round(3))
     ys = np.unique(np.linspace(0.0, height - side, 3).round(3))
     return np.array(
@@ -413,7 +421,13 @@ class Detector:
         height, width = image.shape[:2]
         best = None
         for scale in preprocess.view_scales:
-            windows = view_windows(height, width, scale, preprocess.view_size)
+            windows = view_windows(
+                height,
+                width,
+                scale,
+                preprocess.view_size,
+                self.model.manifest.detection.max_long_side,
+            )
             pooled, _ = self.pooled_windows(image, torch.from_numpy(windows), (scale,))
             with self._autocast():
                 logits = self.net.cls_fc8(self.net.cls_head(pooled))

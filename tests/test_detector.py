@@ -164,6 +164,16 @@ def test_full_view_drops_the_background_output(background_detector: Detector) ->
     np.testing.assert_allclose([got[c] for c in CLASSES], expected.numpy(), rtol=1e-5)
 
 
+def test_views_follow_the_long_side_cap() -> None:
+    """A 60 x 600 image at scale 224 would be 2240 px long; capped at 1000 its shorter side is
+    100 px, so a 224-px view is the whole shorter side (60 original px), not 60 / 224 * 224."""
+    capped = view_windows(60, 600, 224, view_size=64, max_long_side=1000)
+    np.testing.assert_allclose(capped[:, 2] - capped[:, 0] + 1, 64 * 60 / 100, rtol=1e-5)
+    uncapped = view_windows(60, 600, 224, view_size=64, max_long_side=5000)
+    np.testing.assert_array_equal(uncapped, view_windows(60, 600, 224, view_size=64))
+    np.testing.assert_allclose(uncapped[:, 2] - uncapped[:, 0] + 1, 64 * 60 / 224, rtol=1e-5)
+
+
 @pytest.mark.parametrize("fixture", ["detector", "background_detector"])
 def test_multi_view_is_the_best_view_per_class_renormalised(
     fixture: str, request: pytest.FixtureRequest
@@ -178,7 +188,10 @@ def test_multi_view_is_the_best_view_per_class_renormalised(
     with torch.inference_mode():
         for scale in preprocess.view_scales:
             conv5, fx, fy = detector.conv5_at_scale(image, scale)
-            windows = torch.from_numpy(view_windows(120, 160, scale, preprocess.view_size))
+            max_long = detector.model.manifest.detection.max_long_side
+            windows = torch.from_numpy(
+                view_windows(120, 160, scale, preprocess.view_size, max_long)
+            )
             cells = project_windows(windows * torch.tensor([fx, fy, fx, fy]), conv5.shape[-2:])
             for left, top, right, bottom in cells.tolist():
                 region = conv5[:, :, top : bottom + 1, left : right + 1]
