@@ -95,7 +95,7 @@ def finetune(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        running += float(loss)
+        running += loss.item()
         if (it + 1) % 100 == 0:
             history.append({"iteration": it + 1, "loss": running / 100})
             log.info("fine-tune iteration %d loss %.4f", it + 1, running / 100)

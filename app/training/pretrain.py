@@ -108,6 +108,7 @@ def background_windows(
         side = math.exp(rng.uniform(math.log(BACKGROUND_MIN_SIDE), math.log(top)))
         x1, y1 = rng.uniform(0.0, width - side), rng.uniform(0.0, height - side)
         x2, y2 = x1 + side, y1 + side
+        # By hand, not torchvision's box_iou: the cover test needs the intersection itself.
         iw = np.clip(np.minimum(x2, boxes[:, 2]) - np.maximum(x1, boxes[:, 0]), 0.0, None)
         ih = np.clip(np.minimum(y2, boxes[:, 3]) - np.maximum(y1, boxes[:, 1]), 0.0, None)
         inter = iw * ih
