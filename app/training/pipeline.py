@@ -88,6 +88,64 @@ class TrainConfig:
             raise ValueError(f"{path}: {exc}") from None
 
 
+#: Work-directory outputs that each recipe section feeds, relative to ``--work``: a section
+#: whose value differs from the recipe those outputs were made with makes them stale.
+_STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "data": (
+        "data",
+        "data-summary.json",
+        "pretrain-data",
+        "proposals",
+        "pretrain",
+        "conv5",
+        "detect",
+    ),
+    "model": ("pretrain", "conv5", "detect"),
+    "pretrain": ("pretrain", "conv5", "detect"),
+    "proposals": ("proposals", "detect"),
+    "finetune": ("detect",),
+    "svm": ("detect/svm.safetensors",),
+}
+
+#: Where a work directory keeps the recipe its outputs were made with.
+RECIPE_FILE = "recipe.json"
+
+
+class StaleWorkError(ValueError):
+    """The recipe changed in a section whose outputs are still in the work directory."""
+
+
+def check_work_recipe(work: Path, recipe: dict[str, Any]) -> None:
+    """Refuse to resume ``work`` with a recipe that would silently reuse stale outputs.
+
+    ``recipe`` is the JSON form of the recipe. A work directory records it in
+    :data:`RECIPE_FILE`; when a section of :data:`_STAGE_OUTPUTS` differs from the recorded one
+    and an output it feeds still exists, :class:`StaleWorkError` names what to delete. Once
+    those are gone (or nothing differs) the current recipe is recorded and the run may go on.
+    """
+    path = work / RECIPE_FILE
+    if path.is_file():
+        recorded = json.loads(path.read_text())
+        stale = sorted(
+            {
+                output
+                for section, outputs in _STAGE_OUTPUTS.items()
+                if recorded.get(section) != recipe.get(section)
+                for output in outputs
+                if (work / output).exists()
+            }
+        )
+        if stale:
+            changed = [s for s in _STAGE_OUTPUTS if recorded.get(s) != recipe.get(s)]
+            raise StaleWorkError(
+                f"{work}: the recipe's {', '.join(changed)} section(s) changed since these "
+                f"outputs were made; delete them to redo those stages: "
+                + ", ".join(str(work / o) for o in stale)
+            )
+    work.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(recipe, indent=1, sort_keys=True))
+
+
 def _tuples(d: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
@@ -102,7 +160,7 @@ class Pipeline:
         self.work = work
         self.progress = progress
         self.device = device
-        work.mkdir(parents=True, exist_ok=True)
+        check_work_recipe(work, _jsonable(asdict(config)))
         self.model_config = ModelConfig(num_classes=1, **config.model)  # num_classes fixed below
         self.proposal_config = ProposalConfig(**config.proposals)
 

@@ -4,6 +4,7 @@ the model loads, detects, and a second run resumes instead of retraining."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,13 @@ from app.cli import main as spp
 from app.detector import Detector
 from app.model.store import load_model
 from app.proposals import propose
-from app.training.pipeline import Pipeline, TrainConfig
+from app.training.pipeline import (
+    RECIPE_FILE,
+    Pipeline,
+    StaleWorkError,
+    TrainConfig,
+    check_work_recipe,
+)
 from app.training.voc import VocDataset
 
 RECIPE = {
@@ -123,3 +130,34 @@ def test_classify_eval_of_the_trained_model(
     metrics = load_model(store, "tiny-shapes").manifest.metrics
     assert metrics["train_classify"]["images"] == default["summary"]["images"]
     assert "train_classify_96" in metrics
+
+
+def test_a_changed_recipe_section_refuses_its_stale_outputs(
+    trained: tuple[Path, Path, Path],
+) -> None:
+    """Resuming with other fine-tuning settings would reuse the old fine-tuned head: refused,
+    naming what to delete; settings no stage caches (``bbox_alpha``) resume as before."""
+    work, _, recipe = trained
+    config = TrainConfig.from_yaml(recipe)
+    longer = replace(config, finetune=replace(config.finetune, iterations=40))
+    with pytest.raises(StaleWorkError, match=r"finetune section.*detect"):
+        Pipeline(longer, work, progress=False)
+    Pipeline(replace(config, bbox_alpha=10.0), work, progress=False)
+    Pipeline(config, work, progress=False)
+
+
+def test_recipe_check_lists_only_the_outputs_a_section_feeds(tmp_path: Path) -> None:
+    recipe = {"svm": {"C": 0.01}, "finetune": {"iterations": 10}, "data": {"seed": 1}}
+    check_work_recipe(tmp_path, recipe)
+    (tmp_path / "detect").mkdir()
+    (tmp_path / "detect" / "svm.safetensors").write_bytes(b"")
+    (tmp_path / "pretrain").mkdir()
+    with pytest.raises(StaleWorkError) as error:
+        check_work_recipe(tmp_path, {**recipe, "svm": {"C": 0.1}})
+    assert "svm.safetensors" in str(error.value) and "pretrain" not in str(error.value)
+    (tmp_path / "detect" / "svm.safetensors").unlink()
+    check_work_recipe(tmp_path, {**recipe, "svm": {"C": 0.1}})  # deleted: the run may go on
+    recorded = json.loads((tmp_path / RECIPE_FILE).read_text())
+    assert recorded["svm"] == {"C": 0.1}
+    with pytest.raises(StaleWorkError, match="pretrain"):
+        check_work_recipe(tmp_path, {**recipe, "svm": {"C": 0.1}, "data": {"seed": 2}})
