@@ -80,7 +80,7 @@ class DetectionResult:
 
 
 def view_windows(
-    height: int, width: int, scale: int, view_size: int, max_long_side: int | None = None
+    height: int, width: int, scale: int, view_size: int, max_long_side: int
 ) -> np.ndarray:
     """The views of multi-view classification at one scale, in original pixels.
 
@@ -94,11 +94,8 @@ def view_windows(
         ndarray[N, 4] float32 ``(x1, y1, x2, y2)``, 1 <= N <= 9.
     """
     short = min(height, width)
-    resized_short = float(scale)
-    if max_long_side is not None:
-        plan = resize_plan(height, width, scale, max_long_side)
-        resized_short = float(min(plan.height, plan.width))
-    side = min(view_size * short / resized_short, float(short))
+    plan = resize_plan(height, width, scale, max_long_side)
+    side = min(view_size * short / min(plan.height, plan.width), float(short))
     xs = np.unique(np.linspace(0.0, width - side, 3).round(3))
     ys = np.unique(np.linspace(0.0, height - side, 3).round(3))
     return np.array(

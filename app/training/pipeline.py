@@ -126,17 +126,9 @@ def check_work_recipe(work: Path, recipe: dict[str, Any]) -> None:
     path = work / RECIPE_FILE
     if path.is_file():
         recorded = json.loads(path.read_text())
-        stale = sorted(
-            {
-                output
-                for section, outputs in _STAGE_OUTPUTS.items()
-                if recorded.get(section) != recipe.get(section)
-                for output in outputs
-                if (work / output).exists()
-            }
-        )
+        changed = [s for s in _STAGE_OUTPUTS if recorded.get(s) != recipe.get(s)]
+        stale = sorted({o for s in changed for o in _STAGE_OUTPUTS[s] if (work / o).exists()})
         if stale:
-            changed = [s for s in _STAGE_OUTPUTS if recorded.get(s) != recipe.get(s)]
             raise StaleWorkError(
                 f"{work}: the recipe's {', '.join(changed)} section(s) changed since these "
                 f"outputs were made; delete them to redo those stages: "
@@ -160,7 +152,8 @@ class Pipeline:
         self.work = work
         self.progress = progress
         self.device = device
-        check_work_recipe(work, _jsonable(asdict(config)))
+        self.recipe: dict[str, Any] = _jsonable(asdict(config))
+        check_work_recipe(work, self.recipe)
         self.model_config = ModelConfig(num_classes=1, **config.model)  # num_classes fixed below
         self.proposal_config = ProposalConfig(**config.proposals)
 
@@ -533,7 +526,7 @@ class Pipeline:
         data_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         return {
             "command": shlex.join(["spp", *sys.argv[1:]]) if sys.argv else "",
-            "recipe": _jsonable(asdict(self.config)),
+            "recipe": self.recipe,
             "data": {k: v for k, v in data_summary.items() if k != "files"},
             "seeds": {
                 "data": self.config.data.seed,
