@@ -49,7 +49,8 @@ class DataConfig:
     seed: int = 1
     train: int = 400
     val: int = 100
-    pretrain_extra: int = 0  # kind "shapes": extra images (seed + 1000) used by stage 1 only
+    pretrain_extra: int = 0  # kind "shapes": extra images (seed + 1000) for stage 1
+    detect_extra: int = 0  # the first N of those also train stages 3-5 (<= pretrain_extra)
     root: str | None = None
     train_split: str = "train"
     val_split: str = "val"
@@ -89,7 +90,8 @@ class TrainConfig:
 
 
 #: Work-directory outputs that each recipe section feeds, relative to ``--work``: a section
-#: whose value differs from the recipe those outputs were made with makes them stale.
+#: whose value differs from the recipe those outputs were made with makes them stale. A
+#: ``section.field`` key is compared on its own, and the section's key ignores that field.
 _STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "data": (
         "data",
@@ -104,6 +106,7 @@ _STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "pretrain": ("pretrain", "conv5", "detect"),
     "proposals": ("proposals", "detect"),
     "finetune": ("detect",),
+    "data.detect_extra": ("detect",),
     "svm": ("detect/svm.safetensors",),
 }
 
@@ -126,7 +129,7 @@ def check_work_recipe(work: Path, recipe: dict[str, Any]) -> None:
     path = work / RECIPE_FILE
     if path.is_file():
         recorded = json.loads(path.read_text())
-        changed = [s for s in _STAGE_OUTPUTS if recorded.get(s) != recipe.get(s)]
+        changed = [s for s in _STAGE_OUTPUTS if _part(recorded, s) != _part(recipe, s)]
         stale = sorted({o for s in changed for o in _STAGE_OUTPUTS[s] if (work / o).exists()})
         if stale:
             raise StaleWorkError(
@@ -136,6 +139,18 @@ def check_work_recipe(work: Path, recipe: dict[str, Any]) -> None:
             )
     work.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(recipe, indent=1, sort_keys=True))
+
+
+def _part(recipe: dict[str, Any], key: str) -> Any:
+    """What :func:`check_work_recipe` compares for one key of :data:`_STAGE_OUTPUTS`."""
+    section, _, name = key.partition(".")
+    value = recipe.get(section)
+    if name:
+        return value.get(name) if isinstance(value, dict) else None
+    if isinstance(value, dict):
+        own = {k.partition(".")[2] for k in _STAGE_OUTPUTS if k.startswith(section + ".")}
+        return {k: v for k, v in value.items() if k not in own}
+    return value
 
 
 def _tuples(d: dict[str, Any]) -> dict[str, Any]:
@@ -287,6 +302,38 @@ class Pipeline:
         return net
 
     # -- stages 2-5 --------------------------------------------------------------------------
+    def detection_images(self, detector: Detector, classes: list[str]) -> list[DetectionImages]:
+        """The images stages 3-5 train on: the train split, then the first
+        ``data.detect_extra`` stage-1 extra images (own proposal and conv5 caches, since
+        their ids repeat the train split's)."""
+        sets = [(self.dataset(self.config.data.train_split), Path())]
+        extra = self.config.data.detect_extra
+        if extra > 0:
+            found = self.pretrain_extra_datasets()
+            if not found or len(found[0]) < extra:
+                raise ValueError(
+                    f"data.detect_extra = {extra} needs at least as many data.pretrain_extra "
+                    "images (kind shapes)"
+                )
+            found[0].ids = found[0].ids[:extra]
+            sets.append((found[0], Path("extra")))
+        parts = []
+        for dataset, sub in sets:
+            proposals = dataset_proposals(
+                dataset,
+                self.proposal_config,
+                self.work / "proposals" / sub,
+                workers=self.config.workers,
+                progress=self.progress,
+            )
+            windows = {
+                i: label_windows(dataset.annotation(i), proposals[i], classes) for i in dataset.ids
+            }
+            parts.append(
+                DetectionImages(dataset, windows, Conv5Cache(self.work / "conv5" / sub, detector))
+            )
+        return parts
+
     def run_detection(self, out: Path) -> Manifest:
         """Stages 2-5 and calibration on top of stage 1; writes the final model to ``out``."""
         net = self.run_pretrain()
@@ -295,23 +342,15 @@ class Pipeline:
         classes = list(train.classes)
         model = self.wrap(net, classes)
         detector = Detector(model, self.device)
-        cache = Conv5Cache(self.work / "conv5", detector)
-        proposals = dataset_proposals(
-            train,
-            self.proposal_config,
-            self.work / "proposals",
-            workers=self.config.workers,
-            progress=self.progress,
-        )
+        parts = self.detection_images(detector, classes)
         multi = tuple(model.manifest.detection.multi_scales)
         single = (model.manifest.detection.single_scale,)
         detect_dir = self.work / "detect"
         detect_dir.mkdir(exist_ok=True)
-        windows = {i: label_windows(train.annotation(i), proposals[i], classes) for i in train.ids}
 
         # Stage 3: fine-tuning samples (stage 2 fills the conv5 cache on the way).
         head_file = detect_dir / "det_head.safetensors"
-        samples = self._finetune_samples(train, windows, detector, cache, (multi, single))
+        samples = self._finetune_samples(parts, detector, (multi, single))
         if head_file.is_file():
             tensors = load_file(str(head_file))
             net.det_head.load_state_dict(
@@ -333,8 +372,9 @@ class Pipeline:
 
         # Stage 5 (needs only the pooled samples): box regressors.
         self._train_regressors(net, samples, len(classes))
+        del samples  # the SVM features of every window take the memory next
         # Stage 4: SVMs with hard-negative mining.
-        self._train_svms(net, train, windows, detector, cache, (multi, single), classes)
+        self._train_svms(net, parts, detector, (multi, single), classes)
         # Calibration on the val split.
         self._calibrate(detector, val, classes)
         manifest = save_model(
@@ -352,10 +392,8 @@ class Pipeline:
 
     def _finetune_samples(
         self,
-        train: VocDataset,
-        windows: dict[str, LabelledWindows],
+        parts: list[DetectionImages],
         detector: Detector,
-        cache: Conv5Cache,
         variants: tuple[tuple[int, ...], ...],
     ) -> WindowSamples:
         config = self.config.finetune
@@ -364,13 +402,13 @@ class Pipeline:
             return WindowSamples(**load_file(str(path)))
         rng = np.random.default_rng(config.seed)
         features, labels, targets, is_proposal = [], [], [], []
-        for image_id in tqdm(
-            train.ids, desc="conv5 + fine-tune samples", disable=not self.progress
+        for part, image_id in tqdm(
+            _each_image(parts), desc="conv5 + fine-tune samples", disable=not self.progress
         ):
-            w = windows[image_id]
+            w = part.windows[image_id]
             if len(w.gt_boxes) == 0:
                 continue
-            image = train.load_rgb(image_id)
+            image = part.dataset.load_rgb(image_id)
             fg = (w.max_iou >= 0.5).nonzero().squeeze(1).numpy()
             bg = ((w.max_iou >= 0.1) & (w.max_iou < 0.5)).nonzero().squeeze(1).numpy()
             for scales in variants:
@@ -382,7 +420,7 @@ class Pipeline:
                 )
                 index = torch.from_numpy(pick)
                 pooled, _ = detector.pooled_windows(
-                    image, w.boxes[index], scales, conv5_fn=cache.bind(image_id)
+                    image, w.boxes[index], scales, conv5_fn=part.cache.bind(image_id)
                 )
                 positive = w.max_iou[index] >= 0.5
                 gt_of = w.best_gt[index]
@@ -399,20 +437,22 @@ class Pipeline:
         save_file(asdict(samples), str(path))
         self.log_event(
             "finetune-samples",
+            images=sum(len(part.dataset) for part in parts),
             windows=len(samples.labels),
             positives=int((samples.labels > 0).sum()),
         )
         return samples
 
     def _train_regressors(self, net: SppNet, samples: WindowSamples, num_classes: int) -> None:
-        features = samples.features.float()
-        scale = 20.0 / float(features.norm(dim=1).mean())
+        features = samples.features  # float16; converted per chunk and per class
+        norms = torch.cat([f.float().norm(dim=1) for f in features.split(65536)])
+        scale = 20.0 / float(norms.mean())
         net.bbox.feature_scale.fill_(scale)
         dim = features.shape[1]
         for c in range(num_classes):
             mine = (samples.labels == c + 1).nonzero().squeeze(1)
             weight, bias = train_box_regressor(
-                (features[mine] * scale).numpy(),
+                (features[mine].float() * scale).numpy(),
                 samples.targets[mine].numpy(),
                 self.config.bbox_alpha,
             )
@@ -423,10 +463,8 @@ class Pipeline:
     def _train_svms(
         self,
         net: SppNet,
-        train: VocDataset,
-        windows: dict[str, LabelledWindows],
+        parts: list[DetectionImages],
         detector: Detector,
-        cache: Conv5Cache,
         variants: tuple[tuple[int, ...], ...],
         classes: list[str],
     ) -> None:
@@ -438,21 +476,24 @@ class Pipeline:
             net.svm.feature_scale.copy_(stored["feature_scale"])
             return
         fc7_parts, overlap_parts, own_class_parts = [], [], []
-        for image_id in tqdm(train.ids, desc="fc7 features for SVMs", disable=not self.progress):
-            w = windows[image_id]
-            image = train.load_rgb(image_id)
+        for part, image_id in tqdm(
+            _each_image(parts), desc="fc7 features for SVMs", disable=not self.progress
+        ):
+            w = part.windows[image_id]
+            image = part.dataset.load_rgb(image_id)
             # Overlap with any gt box of the class, difficult ones included (SPEC 7.4).
             overlap = torch.maximum(w.class_iou, w.class_iou_difficult)
             own = torch.where(w.is_gt & ~w.gt_difficult, w.gt_class, -1)
             for scales in variants:
                 with torch.inference_mode():
                     pooled, _ = detector.pooled_windows(
-                        image, w.boxes, scales, conv5_fn=cache.bind(image_id)
+                        image, w.boxes, scales, conv5_fn=part.cache.bind(image_id)
                     )
                     fc7_parts.append(net.det_head(pooled).half())
                 overlap_parts.append(overlap.half())
                 own_class_parts.append(own)
         fc7 = torch.cat(fc7_parts)
+        del fc7_parts
         overlaps = torch.cat(overlap_parts)
         own_class = torch.cat(own_class_parts)
         scale = 20.0 / float(fc7[:: max(1, len(fc7) // 20000)].float().norm(dim=1).mean())
@@ -461,7 +502,8 @@ class Pipeline:
         for c, name in enumerate(tqdm(classes, desc="SVMs", disable=not self.progress)):
             positives = (fc7[own_class == c].float() * scale).numpy()
             negative_rows = ((overlaps[:, c] < 0.3) & (own_class != c)).nonzero().squeeze(1)
-            negatives = (fc7[negative_rows].float() * scale).numpy()
+            # Half precision, as stored: the miner scores them in float32 chunk by chunk.
+            negatives = (fc7[negative_rows] * scale).numpy()
             weight, bias, stats[name] = train_class_svm(positives, negatives, self.config.svm)
             net.svm.weight[c] = torch.from_numpy(weight)
             net.svm.bias[c] = bias
@@ -538,6 +580,19 @@ class Pipeline:
             "torch": torch.__version__,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+
+
+@dataclass
+class DetectionImages:
+    """One set of training images of stages 3-5 with its labelled proposals and conv5 cache."""
+
+    dataset: VocDataset
+    windows: dict[str, LabelledWindows]
+    cache: Conv5Cache
+
+
+def _each_image(parts: list[DetectionImages]) -> list[tuple[DetectionImages, str]]:
+    return [(part, image_id) for part in parts for image_id in part.dataset.ids]
 
 
 def asdict_config(config: ModelConfig) -> dict[str, Any]:

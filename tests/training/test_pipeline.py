@@ -27,7 +27,14 @@ from app.training.voc import VocDataset
 RECIPE = {
     "name": "tiny-shapes",
     "version": "0.0.1",
-    "data": {"kind": "shapes", "seed": 5, "train": 6, "val": 3},
+    "data": {
+        "kind": "shapes",
+        "seed": 5,
+        "train": 6,
+        "val": 3,
+        "pretrain_extra": 3,
+        "detect_extra": 2,
+    },
     "model": {"width": 0.125, "fc_dim": 32},
     "proposals": {"max_side": 160, "max_proposals": 150},
     "pretrain": {
@@ -62,6 +69,14 @@ def test_every_stage_left_its_output(trained: tuple[Path, Path, Path]) -> None:
     assert list((work / "proposals").glob("proposals-train-*.safetensors"))
     assert (work / "pretrain" / "checkpoint.safetensors").is_file()
     assert list((work / "conv5").glob("train_*@*.safetensors")), "stage 2 caches conv5"
+    # The stage-1 extra images that also train stages 3-5 have caches of their own (their ids
+    # repeat the train split's).
+    assert (work / "pretrain-data" / "ImageSets" / "Main" / "train.txt").is_file()
+    assert list((work / "proposals" / "extra").glob("proposals-train-*.safetensors"))
+    assert {p.name.split("@")[0] for p in (work / "conv5" / "extra").glob("*.safetensors")} <= {
+        "train_000000",
+        "train_000001",
+    }
     for name in ("finetune-samples.safetensors", "det_head.safetensors", "svm.safetensors"):
         assert (work / "detect" / name).is_file(), name
     events = [json.loads(line)["event"] for line in (work / "log.jsonl").read_text().splitlines()]
@@ -101,6 +116,36 @@ def test_a_second_run_resumes(trained: tuple[Path, Path, Path]) -> None:
     net = pipeline.run_pretrain()  # every epoch is in the checkpoint: no training happens
     assert net is not None
     assert (work / "detect" / "det_head.safetensors").stat().st_mtime_ns == before
+
+
+def test_detection_images_are_the_train_split_then_the_first_extra_images(
+    trained: tuple[Path, Path, Path],
+) -> None:
+    work, store, recipe = trained
+    pipeline = Pipeline(TrainConfig.from_yaml(recipe), work, progress=False)
+    model = load_model(store, "tiny-shapes")
+    train, extra = pipeline.detection_images(Detector(model, "cpu"), model.classes)
+    assert train.dataset.ids == VocDataset(work / "data", "train").ids
+    assert extra.dataset.ids == VocDataset(work / "pretrain-data", "train").ids[:2]
+    assert extra.dataset.root == (work / "pretrain-data").resolve()
+    assert extra.cache.root == work / "conv5" / "extra" != train.cache.root
+    for part in (train, extra):
+        assert set(part.windows) == set(part.dataset.ids)
+    events = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    [samples] = [e for e in events if e["event"] == "finetune-samples"]
+    assert samples["images"] == 8, "6 train images + 2 extra ones gave fine-tuning windows"
+
+
+def test_more_extra_detection_images_than_stage_1_has_is_an_error(
+    trained: tuple[Path, Path, Path],
+) -> None:
+    work, store, recipe = trained
+    config = TrainConfig.from_yaml(recipe)
+    model = load_model(store, "tiny-shapes")
+    pipeline = Pipeline(config, work, progress=False)
+    pipeline.config = replace(config, data=replace(config.data, detect_extra=4))
+    with pytest.raises(ValueError, match="detect_extra = 4"):
+        pipeline.detection_images(Detector(model, "cpu"), model.classes)
 
 
 def test_unknown_recipe_key_is_an_error(tmp_path: Path) -> None:
@@ -161,3 +206,24 @@ def test_recipe_check_lists_only_the_outputs_a_section_feeds(tmp_path: Path) -> 
     assert recorded["svm"] == {"C": 0.1}
     with pytest.raises(StaleWorkError, match="pretrain"):
         check_work_recipe(tmp_path, {**recipe, "svm": {"C": 0.1}, "data": {"seed": 2}})
+
+
+def test_more_detection_images_make_only_stages_3_to_5_stale(tmp_path: Path) -> None:
+    """``data.detect_extra`` is compared on its own: the data, stage 1 and the caches stay."""
+    recipe = {"data": {"seed": 1, "detect_extra": 0}}
+    check_work_recipe(tmp_path, recipe)
+    for name in ("data", "pretrain", "conv5", "detect"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(StaleWorkError) as error:
+        check_work_recipe(tmp_path, {"data": {"seed": 1, "detect_extra": 800}})
+    assert "detect_extra" in str(error.value)
+    stale = str(error.value).split("delete them to redo those stages: ")[1]
+    assert stale == str(tmp_path / "detect")
+    (tmp_path / "detect").rmdir()
+    check_work_recipe(tmp_path, {"data": {"seed": 1, "detect_extra": 800}})
+    # A recipe recorded before the field existed differs from one that leaves it at 0 only
+    # in that field.
+    (tmp_path / RECIPE_FILE).write_text(json.dumps({"data": {"seed": 1}}))
+    (tmp_path / "detect").mkdir()
+    with pytest.raises(StaleWorkError, match=r"data\.detect_extra"):
+        check_work_recipe(tmp_path, {"data": {"seed": 1, "detect_extra": 800}})
