@@ -89,10 +89,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from app.proposals import propose
+
     detector = _load_detector(args)
     out = {}
     for path in tqdm(args.images, desc="classify", disable=len(args.images) < 2 or args.json):
-        [predictions] = detector.classify([_read_image(path)], top_k=args.top_k, views=args.views)
+        image = _read_image(path)
+        windows = (
+            [propose(image, detector.model.manifest.proposals)] if args.views == "detect" else None
+        )
+        [predictions] = detector.classify(
+            [image], top_k=args.top_k, views=args.views, proposals=windows
+        )
         out[path] = [asdict(p) for p in predictions]
         if not args.json:
             best = ", ".join(f"{p.label} {p.probability:.3f}" for p in predictions)
@@ -165,6 +173,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             record=args.record,
             size=args.classify_size,
             views=args.views,
+            workers=args.workers,
         )
         sys.stdout.write(json.dumps(report["summary"], indent=2) + "\n")
         return 0
@@ -301,10 +310,10 @@ def precision_arg(p: argparse.ArgumentParser) -> None:
 def views_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--views",
-        choices=("full", "multi"),
+        choices=("full", "multi", "detect"),
         default="full",
-        help="classification: the whole image as one view (paper's full-image SPP), or the "
-        "multi-view test on conv5 at six scales",
+        help="classification: the whole image as one view (paper's full-image SPP), the "
+        "multi-view test on conv5 at six scales, or the class of the most confident detection",
     )
 
 

@@ -34,7 +34,7 @@ from app.ops.boxes import choose_scale_per_window, decode_boxes, resize_plan
 from app.ops.spp import project_windows, roi_spp
 
 ScaleMode = Literal["single", "multi"]
-ViewMode = Literal["full", "multi"]
+ViewMode = Literal["full", "multi", "detect"]
 Precision = Literal["float32", "bfloat16", "float16"]
 _AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 #: ``(image, scale) -> (conv5 Tensor[1, C, H5, W5], fx, fy)``;
@@ -110,6 +110,21 @@ class Prediction:
     label: str
     class_id: int
     probability: float
+
+
+def detection_probabilities(result: DetectionResult, num_classes: int) -> Tensor:
+    """Whole-image class probabilities ``Tensor[K]`` from one image's detections.
+
+    Each class scores the calibrated ``confidence`` of its most confident detection (0 when
+    it has none), renormalised to sum to 1; uniform when nothing was detected. An image that
+    holds one object is then classified by the window that frames it, scored by the SVMs
+    trained with hard negatives, instead of by one view of the whole image.
+    """
+    best = torch.zeros(num_classes)
+    for detection in result.detections:
+        best[detection.class_id] = max(float(best[detection.class_id]), detection.confidence)
+    total = float(best.sum())
+    return best / total if total > 0 else torch.full((num_classes,), 1.0 / num_classes)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -357,23 +372,31 @@ class Detector:
         top_k: int = 5,
         size: int | None = None,
         views: ViewMode = "full",
+        proposals: Sequence[np.ndarray] | None = None,
     ) -> list[list[Prediction]]:
         """Whole-image classification through full-image SPP (SPEC section 6).
 
         ``views="full"``: each image is resized so its shorter side is ``size`` (default: the
         manifest's ``classify_size``) and pooled whole, one view. ``views="multi"``: the
         paper's multi-view test on feature maps (section 3.1.2), see
-        :meth:`multi_view_probabilities`. Returns, per image, the ``top_k`` classes, most
-        probable first.
+        :meth:`multi_view_probabilities`. ``views="detect"`` (not in the paper): the image's
+        ``proposals`` go through :meth:`detect` at the single scale and each class is scored
+        by its most confident detection, see :func:`detection_probabilities`. Returns, per
+        image, the ``top_k`` classes, most probable first.
         """
-        if views not in ("full", "multi"):
-            raise ValueError(f"expected views 'full' or 'multi', got {views!r}")
+        if views not in ("full", "multi", "detect"):
+            raise ValueError(f"expected views 'full', 'multi' or 'detect', got {views!r}")
+        if views == "detect" and (proposals is None or len(proposals) != len(images)):
+            raise ValueError("views='detect' needs one proposal array per image")
         manifest = self.model.manifest
         k = max(1, min(top_k, len(manifest.classes)))
         shorter_side = manifest.preprocess.classify_size if size is None else size
+        found = self.detect(images, proposals) if views == "detect" and proposals else []
         results = []
-        for image in images:
-            if views == "multi":
+        for i, image in enumerate(images):
+            if views == "detect":
+                probabilities = detection_probabilities(found[i], len(manifest.classes))
+            elif views == "multi":
                 probabilities = self.multi_view_probabilities(image)
             else:
                 resized, _, _ = resize_to_scale(

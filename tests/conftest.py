@@ -315,11 +315,13 @@ class ControlledDetector:
             return self.inner.detect(images, proposals)
         return self.inner.detect(images, proposals, options)
 
-    def classify(self, images: Any, top_k: int = 5, views: str = "full") -> Any:
+    def classify(
+        self, images: Any, top_k: int = 5, views: str = "full", proposals: Any = None
+    ) -> Any:
         images = list(images)
         self._enter(images)
         self.classify_batches.append(len(images))
-        return self.inner.classify(images, top_k=top_k, views=views)
+        return self.inner.classify(images, top_k=top_k, views=views, proposals=proposals)
 
     def warm_up(self) -> None:
         self.inner.warm_up()

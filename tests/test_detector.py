@@ -7,7 +7,15 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from app.detector import STAGES, DetectOptions, Detector, view_windows
+from app.detector import (
+    STAGES,
+    Detection,
+    DetectionResult,
+    DetectOptions,
+    Detector,
+    detection_probabilities,
+    view_windows,
+)
 from app.model.config import DetectionConfig
 from app.model.preprocess import image_to_tensor, resize_to_scale
 from app.model.store import build_random_model
@@ -202,8 +210,44 @@ def test_multi_view_is_the_best_view_per_class_renormalised(
     [predictions] = detector.classify([image], top_k=len(CLASSES), views="multi")
     got = {p.label: p.probability for p in predictions}
     np.testing.assert_allclose([got[c] for c in CLASSES], expected.numpy(), rtol=1e-4, atol=1e-6)
-    with pytest.raises(ValueError, match="expected views 'full' or 'multi'"):
+    with pytest.raises(ValueError, match="expected views 'full', 'multi' or 'detect'"):
         detector.classify([image], views="many")  # type: ignore[arg-type]
+
+
+def test_classify_by_detection_is_each_class_best_confidence_renormalised(
+    detector: Detector,
+) -> None:
+    """Against the detections themselves: per class the largest confidence (0 without a
+    detection), divided by the sum over classes."""
+    image, boxes = _image(13), _boxes(13, 60)
+    [result] = detector.detect([image], [boxes])
+    best = dict.fromkeys(CLASSES, 0.0)
+    for d in result.detections:
+        best[d.label] = max(best[d.label], d.confidence)
+    total = sum(best.values())
+    assert total > 0, "min_score -inf: every class detects something"
+    [predictions] = detector.classify(
+        [image], top_k=len(CLASSES), views="detect", proposals=[boxes]
+    )
+    got = {p.label: p.probability for p in predictions}
+    assert got == pytest.approx({c: best[c] / total for c in CLASSES}, abs=1e-6)
+    with pytest.raises(ValueError, match="one proposal array per image"):
+        detector.classify([image], views="detect")
+
+
+def test_detection_probabilities_by_hand() -> None:
+    def found(*pairs: tuple[int, float]) -> DetectionResult:
+        detections = [
+            Detection(CLASSES[c], c, score=0.0, confidence=p, box=(0.0, 0.0, 1.0, 1.0))
+            for c, p in pairs
+        ]
+        return DetectionResult(detections, 10, [96], 20, 20)
+
+    torch.testing.assert_close(
+        detection_probabilities(found((1, 0.6), (1, 0.9), (3, 0.3)), 4),
+        torch.tensor([0.0, 0.75, 0.0, 0.25]),
+    )
+    torch.testing.assert_close(detection_probabilities(found(), 4), torch.full((4,), 0.25))
 
 
 def test_bfloat16_detections_follow_float32(detector: Detector) -> None:

@@ -12,6 +12,7 @@ import bisect
 import itertools
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from app.detector import Detector, ViewMode
@@ -48,10 +49,12 @@ def classification_accuracy(
     *,
     size: int | None = None,
     views: ViewMode = "full",
+    proposals: dict[str, np.ndarray] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Top-1 accuracy over :func:`single_object_ids`: overall, per class and per share bin;
-    ``size`` overrides the model's ``classify_size``; ``views`` as in ``Detector.classify``."""
+    ``size`` overrides the model's ``classify_size``; ``views`` as in ``Detector.classify``
+    (``"detect"`` reads each image's windows from ``proposals``)."""
     correct: dict[str, int] = {}
     total: dict[str, int] = {}
     by_share: dict[str, list[int]] = {}
@@ -59,7 +62,10 @@ def classification_accuracy(
         ann = dataset.annotation(image_id)
         [label] = ann.labels
         image = dataset.load_rgb(image_id)
-        [predictions] = detector.classify([image], top_k=1, size=size, views=views)
+        windows = [proposals[image_id]] if proposals is not None else None
+        [predictions] = detector.classify(
+            [image], top_k=1, size=size, views=views, proposals=windows
+        )
         hit = int(predictions[0].label == label)
         total[label] = total.get(label, 0) + 1
         correct[label] = correct.get(label, 0) + hit

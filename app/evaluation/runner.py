@@ -18,7 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from app.detector import DetectOptions, Detector, Precision, ScaleMode, ViewMode
-from app.evaluation.classification import classification_accuracy
+from app.evaluation.classification import classification_accuracy, single_object_ids
 from app.evaluation.plots import plot_precision_recall
 from app.evaluation.recall import ProposalRecall, proposal_recall_for_annotations
 from app.evaluation.report import build_report, write_report
@@ -144,13 +144,26 @@ def evaluate_classification(
     record: bool = False,
     size: int | None = None,
     views: ViewMode = "full",
+    workers: int = 2,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Top-1 whole-image accuracy on the split's single-object images; returns the report.
     ``size`` overrides the model's ``classify_size`` (the report's settings say which ran)."""
     dataset = VocDataset(voc_root, split)
     detector = Detector(load_model(store, model_name), device, precision)
-    result = classification_accuracy(detector, dataset, size=size, views=views, progress=progress)
+    proposals = None
+    if views == "detect":
+        proposals = dataset_proposals(
+            dataset,
+            detector.model.manifest.proposals,
+            voc_root / "cache",
+            ids=single_object_ids(dataset),
+            workers=workers,
+            progress=progress,
+        )
+    result = classification_accuracy(
+        detector, dataset, size=size, views=views, proposals=proposals, progress=progress
+    )
     command = shlex.join(["spp", *sys.argv[1:]])
     settings = {
         "voc_root": str(voc_root),

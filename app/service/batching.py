@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 import numpy as np
 import torch
@@ -79,6 +79,10 @@ class _Job:
     top_k: int = 5
     views: ViewMode = "full"
     enqueued: float = field(default_factory=time.perf_counter)
+
+
+def _windows(job: _Job) -> np.ndarray:
+    return job.proposals if job.proposals is not None else np.zeros((0, 4), np.float32)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -183,11 +187,26 @@ class InferenceWorker:
         return await self._submit(job)
 
     async def classify(
-        self, image: np.ndarray, top_k: int, *, deadline: float, views: ViewMode = "full"
+        self,
+        image: np.ndarray,
+        top_k: int,
+        *,
+        deadline: float,
+        views: ViewMode = "full",
+        proposals: np.ndarray | None = None,
     ) -> InferenceOutcome[list[Prediction]]:
-        """Classify one image as part of the next batch; ``top_k`` classes, best first."""
+        """Classify one image as part of the next batch; ``top_k`` classes, best first
+        (``proposals``: its windows, needed by ``views="detect"``)."""
         loop = asyncio.get_running_loop()
-        job = _Job("classify", image, deadline, loop.create_future(), top_k=top_k, views=views)
+        job = _Job(
+            "classify",
+            image,
+            deadline,
+            loop.create_future(),
+            proposals=proposals,
+            top_k=top_k,
+            views=views,
+        )
         return await self._submit(job)
 
     async def _submit(self, job: _Job) -> InferenceOutcome[Any]:
@@ -291,7 +310,7 @@ class InferenceWorker:
                 values.update(
                     (i, result) for (i, _), result in zip(detect_jobs, results, strict=True)
                 )
-            for views in ("full", "multi"):
+            for views in get_args(ViewMode):
                 classify_jobs = [
                     (i, job)
                     for i, job in enumerate(jobs)
@@ -301,7 +320,12 @@ class InferenceWorker:
                     continue
                 top_k = max(job.top_k for _, job in classify_jobs)
                 predictions = self.detector.classify(
-                    [job.image for _, job in classify_jobs], top_k=top_k, views=views
+                    [job.image for _, job in classify_jobs],
+                    top_k=top_k,
+                    views=views,
+                    proposals=(
+                        [_windows(job) for _, job in classify_jobs] if views == "detect" else None
+                    ),
                 )
                 values.update(
                     (i, ranked[: job.top_k])

@@ -145,8 +145,16 @@ class InferencePipeline:
         timings: dict[str, float],
         views: ViewMode = "full",
     ) -> InferenceOutcome[list[Prediction]]:
-        """Whole-image classification through the batched detector."""
-        outcome = await self.worker.classify(image, top_k, deadline=deadline, views=views)
+        """Whole-image classification through the batched detector (``views="detect"``:
+        selective search in the CPU pool first, as for ``detect``)."""
+        proposals = None
+        if views == "detect":
+            config = self.detector.model.manifest.proposals
+            with timed(timings, "proposals"):
+                proposals = await self.run_cpu(deadline, self.proposer, image, config, None)
+        outcome = await self.worker.classify(
+            image, top_k, deadline=deadline, views=views, proposals=proposals
+        )
         timings["queue"] = round(outcome.queue_ms, 3)
         timings["inference"] = round(outcome.inference_ms, 3)
         return outcome

@@ -45,11 +45,13 @@ class ClassifyParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     top_k: int = Field(5, ge=1, le=1000, description="number of classes returned, best first")
-    views: Literal["full", "multi"] = Field(
+    views: Literal["full", "multi", "detect"] = Field(
         "full",
         description="full: the whole image pooled as one view (the paper's full-image SPP); "
         "multi: nine views at each of six scales pooled from conv5, each class scored by its "
-        "best view (slower, better on small objects)",
+        "best view (slower, better on small objects); detect: selective search and the "
+        "detector, each class scored by its most confident detection (slowest, most accurate "
+        "on images holding one object)",
     )
 
 

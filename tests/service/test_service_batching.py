@@ -52,10 +52,20 @@ class EchoDetector:
         return [DetectionResult([], int(image[0, 0, 0]), [1], 1, 1, {}) for image in images]
 
     def classify(
-        self, images: Sequence[np.ndarray], top_k: int = 5, views: str = "full"
+        self,
+        images: Sequence[np.ndarray],
+        top_k: int = 5,
+        views: str = "full",
+        proposals: Sequence[np.ndarray] | None = None,
     ) -> list[list[Prediction]]:
         self._enter("classify" if views == "full" else f"classify-{views}", images)
-        return [[Prediction(f"c{k}", k, 1.0 / (k + 1)) for k in range(top_k)] for image in images]
+        assert (proposals is not None) == (views == "detect"), "windows only to classify by them"
+        # Each job's windows reach the detector: their count is the second prediction's id.
+        counts = [1] * len(images) if proposals is None else [len(p) for p in proposals]
+        return [
+            [Prediction(f"c{k}", n if k == 1 else k, 1.0 / (k + 1)) for k in range(top_k)]
+            for n in counts
+        ]
 
 
 def image(value: int) -> np.ndarray:
@@ -130,6 +140,26 @@ def test_classify_view_modes_in_one_batch_get_one_call_each() -> None:
     first, multi, third = run(scenario())
     assert [len(o.value) for o in (first, multi, third)] == [1, 3, 2]
     assert sorted(detector.calls) == [("classify", 2), ("classify-multi", 1)]
+
+
+def test_classify_by_detection_carries_each_images_windows() -> None:
+    detector = EchoDetector()
+
+    async def scenario() -> list[Any]:
+        worker = await make_worker(detector)
+        deadline = asyncio.get_running_loop().time() + 10
+        windows = [np.zeros((n, 4), np.float32) for n in (5, 9)]
+        outcomes = await asyncio.gather(
+            worker.classify(image(1), 2, deadline=deadline, views="detect", proposals=windows[0]),
+            worker.classify(image(2), 2, deadline=deadline, views="detect", proposals=windows[1]),
+            worker.classify(image(3), 2, deadline=deadline),
+        )
+        await worker.stop()
+        return outcomes
+
+    five, nine, full = run(scenario())
+    assert [o.value[1].class_id for o in (five, nine, full)] == [5, 9, 1]
+    assert sorted(detector.calls) == [("classify", 1), ("classify-detect", 2)]
 
 
 def test_a_failing_request_does_not_fail_its_batch() -> None:

@@ -275,6 +275,23 @@ def test_classify_multi_view_answers_what_the_detector_does(client: Any, png: by
     assert got != pytest.approx({p["label"]: p["probability"] for p in full.json()["predictions"]})
 
 
+def test_classify_by_detection_answers_what_the_detector_does(client: Any, png: bytes) -> None:
+    """``views=detect`` runs selective search, then ``Detector.classify(views="detect")`` on
+    its windows: the same probabilities as calling both directly."""
+    from app.imaging import decode_image
+    from app.proposals import propose
+
+    response = post_image(client, "/classify", png, params={"views": "detect", "top_k": 3})
+    assert response.status_code == 200, response.text
+    detector = client.app.state.service.pipeline.detector
+    image = decode_image(png, max_pixels=10**8)
+    windows = propose(image, detector.model.manifest.proposals)
+    [expected] = detector.classify([image], top_k=3, views="detect", proposals=[windows])
+    got = {p["label"]: p["probability"] for p in response.json()["predictions"]}
+    assert got == pytest.approx({p.label: p.probability for p in expected}, abs=1e-5)
+    assert "proposals" in response.json()["timings_ms"]
+
+
 # ----------------------------------------------------------------------------- bad parameters
 
 

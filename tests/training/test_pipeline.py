@@ -165,16 +165,40 @@ def test_classify_eval_of_the_trained_model(
     common += ["--store", str(store), "--model", "tiny-shapes", "--record"]
     assert spp([*common, "--out", str(tmp_path / "a")]) == 0
     assert spp([*common, "--out", str(tmp_path / "b"), "--classify-size", "96"]) == 0
+    assert spp([*common, "--out", str(tmp_path / "c"), "--views", "detect"]) == 0
     default = json.loads((tmp_path / "a" / "classification.json").read_text())
     other = json.loads((tmp_path / "b" / "classification.json").read_text())
+    by_detection = json.loads((tmp_path / "c" / "classification.json").read_text())
     assert default["settings"]["size"] == 224 and other["settings"]["size"] == 96
+    assert by_detection["settings"]["views"] == "detect"
+    assert by_detection["summary"]["images"] == default["summary"]["images"]
     assert default["summary"]["images"] > 0, "the tiny train split has one-object images"
     for report in (default, other):
         summary = report["summary"]
         assert summary["images"] == sum(b["images"] for b in summary["by_share"].values())
     metrics = load_model(store, "tiny-shapes").manifest.metrics
     assert metrics["train_classify"]["images"] == default["summary"]["images"]
-    assert "train_classify_96" in metrics
+    assert "train_classify_96" in metrics and "train_classify_detect_views" in metrics
+
+
+def test_classify_command_by_detection(
+    trained: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`spp classify --views detect` runs selective search itself and answers what
+    ``Detector.classify(views="detect")`` does on those windows."""
+    work, store, _ = trained
+    dataset = VocDataset(work / "data", "val")
+    path = dataset.image_path(dataset.ids[0])
+    args = ["classify", "--store", str(store), "--model", "tiny-shapes", "--json", "--top-k", "3"]
+    assert spp([*args, "--views", "detect", str(path)]) == 0
+    got = json.loads(capsys.readouterr().out)[str(path)]
+    model = load_model(store, "tiny-shapes")
+    image = dataset.load_rgb(dataset.ids[0])
+    [expected] = Detector(model, "cpu").classify(
+        [image], top_k=3, views="detect", proposals=[propose(image, model.manifest.proposals)]
+    )
+    assert [p["label"] for p in got] == [p.label for p in expected]
+    assert [p["probability"] for p in got] == pytest.approx([p.probability for p in expected])
 
 
 def test_a_changed_recipe_section_refuses_its_stale_outputs(

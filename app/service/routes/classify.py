@@ -26,7 +26,7 @@ def _classify_openapi() -> dict[str, Any]:
     return upload_openapi(
         {
             "top_k": {"type": "string", "description": "classes returned"},
-            "views": {"type": "string", "description": "full or multi"},
+            "views": {"type": "string", "description": "full, multi or detect"},
         }
     )
 
