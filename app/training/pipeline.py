@@ -1,9 +1,11 @@
 """The whole training pipeline of SPEC section 7, stage by stage, resumable.
 
-``<work>/`` holds everything a run produces: ``data/`` (a generated dataset), ``proposals/``,
-``pretrain/`` (checkpoints), ``conv5/`` (the cache of stage 2), ``detect/`` (the fine-tuned
-head, SVMs, regressors and calibration of stages 3-5), ``log.jsonl`` (losses and stage
-summaries). A stage whose output exists is skipped, so a cut-off run resumes where it stopped.
+``<work>/`` holds everything a run produces: ``data/`` (a generated dataset), ``pretrain-data/``
+(stage 1's extra images), ``proposals/``, ``pretrain/`` (checkpoints), ``conv5/`` (the cache
+of stage 2; ``proposals/extra/`` and ``conv5/extra/`` for the extra images that stages 3-5
+also train on, ``data.detect_extra``), ``detect/`` (the fine-tuned head, SVMs, regressors
+and calibration of stages 3-5), ``log.jsonl`` (losses and stage summaries). A stage whose
+output exists is skipped, so a cut-off run resumes where it stopped.
 """
 
 from __future__ import annotations
