@@ -374,7 +374,8 @@ class Detector:
         views: ViewMode = "full",
         proposals: Sequence[np.ndarray] | None = None,
     ) -> list[list[Prediction]]:
-        """Whole-image classification through full-image SPP (SPEC section 6).
+        """Whole-image classification: full-image SPP (SPEC section 6), multi-view, or by
+        detection.
 
         ``views="full"``: each image is resized so its shorter side is ``size`` (default: the
         manifest's ``classify_size``) and pooled whole, one view. ``views="multi"``: the
