@@ -392,7 +392,9 @@ class Detector:
         manifest = self.model.manifest
         k = max(1, min(top_k, len(manifest.classes)))
         shorter_side = manifest.preprocess.classify_size if size is None else size
-        found = self.detect(images, proposals) if views == "detect" and proposals else []
+        found = (
+            self.detect(images, proposals) if views == "detect" and proposals is not None else []
+        )
         results = []
         for i, image in enumerate(images):
             if views == "detect":

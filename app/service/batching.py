@@ -81,10 +81,6 @@ class _Job:
     enqueued: float = field(default_factory=time.perf_counter)
 
 
-def _windows(job: _Job) -> np.ndarray:
-    return job.proposals if job.proposals is not None else np.zeros((0, 4), np.float32)
-
-
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for host ``MemoryError`` and torch's (CUDA) ``OutOfMemoryError``."""
     return isinstance(exc, MemoryError | torch.OutOfMemoryError)
@@ -324,7 +320,9 @@ class InferenceWorker:
                     top_k=top_k,
                     views=views,
                     proposals=(
-                        [_windows(job) for _, job in classify_jobs] if views == "detect" else None
+                        [job.proposals for _, job in classify_jobs if job.proposals is not None]
+                        if views == "detect"
+                        else None
                     ),
                 )
                 values.update(

@@ -117,6 +117,19 @@ class InferencePipeline:
                 deadline, decode_image, data, max_pixels=self.settings.max_pixels
             )
 
+    async def propose(
+        self,
+        image: np.ndarray,
+        *,
+        max_proposals: int | None,
+        deadline: float,
+        timings: dict[str, float],
+    ) -> np.ndarray:
+        """Selective search in the CPU pool at the model's proposal settings."""
+        config = self.detector.model.manifest.proposals
+        with timed(timings, "proposals"):
+            return await self.run_cpu(deadline, self.proposer, image, config, max_proposals)
+
     async def detect(
         self,
         image: np.ndarray,
@@ -127,9 +140,9 @@ class InferencePipeline:
         timings: dict[str, float],
     ) -> InferenceOutcome[DetectionResult]:
         """Selective search in the CPU pool, then the batched detector."""
-        config = self.detector.model.manifest.proposals
-        with timed(timings, "proposals"):
-            proposals = await self.run_cpu(deadline, self.proposer, image, config, max_proposals)
+        proposals = await self.propose(
+            image, max_proposals=max_proposals, deadline=deadline, timings=timings
+        )
         outcome = await self.worker.detect(image, proposals, options, deadline=deadline)
         timings["queue"] = round(outcome.queue_ms, 3)
         timings.update(outcome.value.timings_ms)
@@ -149,9 +162,9 @@ class InferencePipeline:
         selective search in the CPU pool first, as for ``detect``)."""
         proposals = None
         if views == "detect":
-            config = self.detector.model.manifest.proposals
-            with timed(timings, "proposals"):
-                proposals = await self.run_cpu(deadline, self.proposer, image, config, None)
+            proposals = await self.propose(
+                image, max_proposals=None, deadline=deadline, timings=timings
+            )
         outcome = await self.worker.classify(
             image, top_k, deadline=deadline, views=views, proposals=proposals
         )
