@@ -33,7 +33,13 @@ from app.model.store import Manifest, SppModel, save_model
 from app.ops.boxes import encode_boxes
 from app.training.calibration import fit_platt, match_detections
 from app.training.conv5_cache import Conv5Cache
-from app.training.finetune import FinetuneConfig, WindowSamples, finetune
+from app.training.finetune import (
+    FG_IOU,
+    FinetuneConfig,
+    WindowSamples,
+    finetune,
+    pick_windows,
+)
 from app.training.pretrain import LabelledObject, PretrainConfig, pretrain, samples_of_image
 from app.training.proposal_cache import dataset_proposals
 from app.training.regression import train_box_regressor
@@ -411,20 +417,12 @@ class Pipeline:
             if len(w.gt_boxes) == 0:
                 continue
             image = part.dataset.load_rgb(image_id)
-            fg = (w.max_iou >= 0.5).nonzero().squeeze(1).numpy()
-            bg = ((w.max_iou >= 0.1) & (w.max_iou < 0.5)).nonzero().squeeze(1).numpy()
             for scales in variants:
-                pick = np.concatenate(
-                    [
-                        rng.choice(fg, min(len(fg), config.fg_per_image), replace=False),
-                        rng.choice(bg, min(len(bg), config.bg_per_image), replace=False),
-                    ]
-                )
-                index = torch.from_numpy(pick)
+                index = torch.from_numpy(pick_windows(w.max_iou, config, rng))
                 pooled, _ = detector.pooled_windows(
                     image, w.boxes[index], scales, conv5_fn=part.cache.bind(image_id)
                 )
-                positive = w.max_iou[index] >= 0.5
+                positive = w.max_iou[index] >= FG_IOU
                 gt_of = w.best_gt[index]
                 features.append(pooled.half())
                 labels.append(torch.where(positive, w.gt_labels[gt_of] + 1, 0))

@@ -44,7 +44,13 @@ RECIPE = {
         "scene_views": 1,
         "background_per_image": 1,
     },
-    "finetune": {"iterations": 20, "batch_size": 16, "fg_per_image": 8, "bg_per_image": 8},
+    "finetune": {
+        "iterations": 20,
+        "batch_size": 16,
+        "fg_per_image": 8,
+        "bg_per_image": 8,
+        "far_bg_per_image": 4,
+    },
     "svm": {"initial_negatives": 200, "retrain_after": 50, "chunk": 500},
     "workers": 1,
 }
