@@ -136,8 +136,9 @@ def check_work_recipe(work: Path, recipe: dict[str, Any]) -> None:
     """
     path = work / RECIPE_FILE
     if path.is_file():
-        recorded = json.loads(path.read_text())
-        changed = [s for s in _STAGE_OUTPUTS if _part(recorded, s) != _part(recipe, s)]
+        recorded = _with_defaults(json.loads(path.read_text()))
+        current = _with_defaults(recipe)
+        changed = [s for s in _STAGE_OUTPUTS if _part(recorded, s) != _part(current, s)]
         stale = sorted({o for s in changed for o in _STAGE_OUTPUTS[s] if (work / o).exists()})
         if stale:
             raise StaleWorkError(
@@ -147,6 +148,22 @@ def check_work_recipe(work: Path, recipe: dict[str, Any]) -> None:
             )
     work.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(recipe, indent=1, sort_keys=True))
+
+
+def _with_defaults(recipe: dict[str, Any]) -> dict[str, Any]:
+    """``recipe`` with each section's missing fields at their defaults, so that a recipe
+    recorded before a field existed equals one that leaves the new field at its default."""
+    defaults: dict[str, Any] = {
+        "data": DataConfig(),
+        "pretrain": PretrainConfig(),
+        "finetune": FinetuneConfig(),
+        "svm": SvmConfig(),
+    }
+    filled = dict(recipe)
+    for section, default in defaults.items():
+        if isinstance(recipe.get(section), dict):
+            filled[section] = {**_jsonable(asdict(default)), **recipe[section]}
+    return filled
 
 
 def _part(recipe: dict[str, Any], key: str) -> Any:

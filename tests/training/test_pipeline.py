@@ -257,3 +257,14 @@ def test_more_detection_images_make_only_stages_3_to_5_stale(tmp_path: Path) -> 
     (tmp_path / "detect").mkdir()
     with pytest.raises(StaleWorkError, match=r"data\.detect_extra"):
         check_work_recipe(tmp_path, {"data": {"seed": 1, "detect_extra": 800}})
+
+
+def test_a_field_recorded_before_it_existed_counts_as_its_default(tmp_path: Path) -> None:
+    """A work directory made before ``finetune.far_bg_per_image`` existed resumes with the
+    field at its default (0, the paper's windows) and is stale with any other value."""
+    (tmp_path / RECIPE_FILE).write_text(json.dumps({"finetune": {"iterations": 10}}))
+    (tmp_path / "detect").mkdir()
+    check_work_recipe(tmp_path, {"finetune": {"iterations": 10, "far_bg_per_image": 0}})
+    (tmp_path / RECIPE_FILE).write_text(json.dumps({"finetune": {"iterations": 10}}))
+    with pytest.raises(StaleWorkError, match="finetune"):
+        check_work_recipe(tmp_path, {"finetune": {"iterations": 10, "far_bg_per_image": 64}})
