@@ -297,7 +297,11 @@ class Pipeline:
         images: list[np.ndarray] = []
         objects: list[LabelledObject] = []
         background_rng = np.random.default_rng([self.config.pretrain.seed, 1])
-        for dataset in [train, *self.pretrain_extra_datasets()]:
+        for dataset, sub in [
+            (train, Path()),
+            *((d, Path("extra")) for d in self.pretrain_extra_datasets()),
+        ]:
+            proposals = self._background_candidates(dataset, sub)
             for image_id in tqdm(dataset.ids, desc="load images", disable=not self.progress):
                 ann = dataset.annotation(image_id)
                 image = dataset.load_rgb(image_id)
@@ -311,6 +315,7 @@ class Pipeline:
                     background=self.config.pretrain.background_per_image,
                     background_class=len(classes),
                     rng=background_rng,
+                    candidates=None if proposals is None else proposals[image_id],
                 )
                 images.append(image)
         self.log_event("pretrain-start", images=len(images), objects=len(objects))
@@ -325,6 +330,22 @@ class Pipeline:
         )
         self.log_event("pretrain-done", last=history[-1] if history else None)
         return net
+
+    def _background_candidates(
+        self, dataset: VocDataset, sub: Path
+    ) -> dict[str, np.ndarray] | None:
+        """The proposals stage-1 background windows are drawn from (``background_source:
+        proposals``; cached where stages 3-5 look for them), or None for random squares."""
+        config = self.config.pretrain
+        if config.background_per_image <= 0 or config.background_source == "random":
+            return None
+        return dataset_proposals(
+            dataset,
+            self.proposal_config,
+            self.work / "proposals" / sub,
+            workers=self.config.workers,
+            progress=self.progress,
+        )
 
     # -- stages 2-5 --------------------------------------------------------------------------
     def detection_images(self, detector: Detector, classes: list[str]) -> list[DetectionImages]:

@@ -19,6 +19,8 @@ windows* (crops that hold no whole object: clutter, texture, pieces of shapes) u
 fool the detector are irregular polygons and clutter (``app.training.shapes``), and the conv
 layers, frozen after this stage, only learn to tell them from the classes if stage 1 shows
 them. ``classify`` drops the background output (``Detector.object_probabilities``).
+Random squares rarely land on those polygons; ``background_source: proposals`` draws the
+windows from the image's selective-search proposals instead, which frame them.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ from app.training.checkpoint import load_checkpoint, save_checkpoint
 log = logging.getLogger(__name__)
 
 
+#: Where stage-1 background windows come from (see ``PretrainConfig.background_source``).
+BACKGROUND_SOURCES = ("random", "proposals")
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
     """Hyper-parameters of stage 1."""
@@ -60,7 +66,15 @@ class PretrainConfig:
     crops_per_object: int = 1  # fresh crops of every object per epoch
     scene_views: int = 0  # extra whole-image views per epoch of each image holding one object
     background_per_image: int = 0  # background windows per image, class K (0: no such class)
+    background_source: str = "random"  # "random" squares, or "proposals" (selective search)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.background_source not in BACKGROUND_SOURCES:
+            raise ValueError(
+                f"pretrain.background_source must be one of {BACKGROUND_SOURCES}, "
+                f"not {self.background_source!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -87,36 +101,56 @@ BACKGROUND_MAX_COVER = 0.5
 BACKGROUND_MIN_SIDE = 24.0
 
 
+def holds_no_object(windows: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``bool[M]``: which of ``windows`` ``[M, 4]`` overlap each of ``boxes`` ``[N, 4]`` with
+    IoU below :data:`BACKGROUND_MAX_IOU` and cover less than :data:`BACKGROUND_MAX_COVER` of
+    its area. By hand, not torchvision's box_iou: the cover test needs the intersection."""
+    w = np.asarray(windows, dtype=np.float64).reshape(-1, 1, 4)
+    b = np.asarray(boxes, dtype=np.float64).reshape(1, -1, 4)
+    areas = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    own = (w[..., 2] - w[..., 0]) * (w[..., 3] - w[..., 1])
+    iw = np.clip(np.minimum(w[..., 2], b[..., 2]) - np.maximum(w[..., 0], b[..., 0]), 0.0, None)
+    ih = np.clip(np.minimum(w[..., 3], b[..., 3]) - np.maximum(w[..., 1], b[..., 1]), 0.0, None)
+    inter = iw * ih
+    iou = inter / (own + areas - inter)
+    fine = (iou < BACKGROUND_MAX_IOU) & (inter < BACKGROUND_MAX_COVER * np.maximum(areas, 1e-9))
+    return np.asarray(fine.all(axis=1))
+
+
 def background_windows(
-    rng: np.random.Generator, image_size: tuple[int, int], boxes: np.ndarray, count: int
+    rng: np.random.Generator,
+    image_size: tuple[int, int],
+    boxes: np.ndarray,
+    count: int,
+    candidates: np.ndarray | None = None,
 ) -> list[tuple[float, float, float, float]]:
-    """Up to ``count`` square windows ``(x1, y1, x2, y2)`` inside an image of ``image_size``
-    ``(height, width)`` that hold no object of ``boxes`` ``[N, 4]``: IoU with each below
-    :data:`BACKGROUND_MAX_IOU` and covering less than :data:`BACKGROUND_MAX_COVER` of its area.
-    Sides are log-uniform from :data:`BACKGROUND_MIN_SIDE` to the shorter image side; a window
-    that fails is redrawn (20 tries per window), so a crowded image may yield fewer."""
+    """Up to ``count`` windows ``(x1, y1, x2, y2)`` inside an image of ``image_size``
+    ``(height, width)`` that hold no object of ``boxes`` ``[N, 4]`` (:func:`holds_no_object`).
+
+    Without ``candidates``: squares with sides log-uniform from :data:`BACKGROUND_MIN_SIDE` to
+    the shorter image side; a window that fails is redrawn (20 tries per window), so a crowded
+    image may yield fewer. With ``candidates`` ``[M, 4]`` (the image's proposals): drawn
+    without replacement from those that pass and whose longer side is at least
+    :data:`BACKGROUND_MIN_SIDE`.
+    """
     height, width = image_size
+    if candidates is not None:
+        c = np.asarray(candidates, dtype=np.float64).reshape(-1, 4)
+        longer = np.maximum(c[:, 2] - c[:, 0], c[:, 3] - c[:, 1])
+        pool = c[(longer >= BACKGROUND_MIN_SIDE) & holds_no_object(c, boxes)]
+        picked = rng.choice(len(pool), min(count, len(pool)), replace=False)
+        return [(float(x1), float(y1), float(x2), float(y2)) for x1, y1, x2, y2 in pool[picked]]
     top = float(min(height, width))
     if top < BACKGROUND_MIN_SIDE:
         return []
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     windows: list[tuple[float, float, float, float]] = []
     for _ in range(count * 20):
         if len(windows) == count:
             break
         side = math.exp(rng.uniform(math.log(BACKGROUND_MIN_SIDE), math.log(top)))
         x1, y1 = rng.uniform(0.0, width - side), rng.uniform(0.0, height - side)
-        x2, y2 = x1 + side, y1 + side
-        # By hand, not torchvision's box_iou: the cover test needs the intersection itself.
-        iw = np.clip(np.minimum(x2, boxes[:, 2]) - np.maximum(x1, boxes[:, 0]), 0.0, None)
-        ih = np.clip(np.minimum(y2, boxes[:, 3]) - np.maximum(y1, boxes[:, 1]), 0.0, None)
-        inter = iw * ih
-        iou = inter / (side * side + areas - inter)
-        if np.all(iou < BACKGROUND_MAX_IOU) and np.all(
-            inter < BACKGROUND_MAX_COVER * np.maximum(areas, 1e-9)
-        ):
-            windows.append((x1, y1, x2, y2))
+        if holds_no_object(np.array([x1, y1, x1 + side, y1 + side]), boxes)[0]:
+            windows.append((x1, y1, x1 + side, y1 + side))
     return windows
 
 
@@ -130,11 +164,13 @@ def samples_of_image(
     background: int = 0,
     background_class: int = -1,
     rng: np.random.Generator | None = None,
+    candidates: np.ndarray | None = None,
 ) -> list[LabelledObject]:
     """The stage-1 samples of one image of ``image_size`` ``(height, width)``: a crop of every
     object not marked difficult, plus ``scene_views`` scene views when it is the image's only
     object (its longer side's share of the image's shorter side fixes the context), plus
-    ``background`` windows of :func:`background_windows` (drawn with ``rng``) labelled
+    ``background`` windows of :func:`background_windows` (drawn with ``rng``, from
+    ``candidates`` when given) labelled
     ``background_class`` and cropped exactly (context 1)."""
     samples = []
     if background > 0:
@@ -142,7 +178,7 @@ def samples_of_image(
             raise ValueError("background windows need an rng and a background_class >= 0")
         samples += [
             LabelledObject(image_index, window, background_class, context=1.0)
-            for window in background_windows(rng, image_size, boxes, background)
+            for window in background_windows(rng, image_size, boxes, background, candidates)
         ]
     for box, class_id, hard in zip(boxes, class_ids, difficult, strict=True):
         if hard:

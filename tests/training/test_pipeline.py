@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from safetensors.numpy import load_file
 
 from app.cli import main as spp
 from app.detector import Detector
@@ -43,6 +44,7 @@ RECIPE = {
         "crops_per_object": 1,
         "scene_views": 1,
         "background_per_image": 1,
+        "background_source": "proposals",
     },
     "finetune": {
         "iterations": 20,
@@ -140,6 +142,9 @@ def test_detection_images_are_the_train_split_then_the_first_extra_images(
     events = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
     [samples] = [e for e in events if e["event"] == "finetune-samples"]
     assert samples["images"] == 8, "6 train images + 2 extra ones gave fine-tuning windows"
+    # background_source: proposals had stage 1 run selective search on all its images.
+    [extra_cache] = (work / "proposals" / "extra").glob("proposals-train-*.safetensors")
+    assert set(load_file(str(extra_cache))) == set(VocDataset(work / "pretrain-data", "train").ids)
 
 
 def test_more_extra_detection_images_than_stage_1_has_is_an_error(

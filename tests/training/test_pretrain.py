@@ -13,6 +13,7 @@ from app.training.pretrain import (
     PretrainConfig,
     background_windows,
     epoch_context,
+    holds_no_object,
     object_crop,
     samples_of_image,
 )
@@ -65,6 +66,60 @@ def test_the_context_curriculum_goes_from_start_to_the_lower_bound() -> None:
     assert epoch_context(config, 2)[0] < epoch_context(config, 1)[0]
 
 
+def _holds_no_object_by_hand(window: tuple[float, ...], boxes: np.ndarray) -> bool:
+    """The background test written out, one object at a time."""
+    x1, y1, x2, y2 = window
+    for bx1, by1, bx2, by2 in boxes.tolist():
+        iw = max(0.0, min(x2, bx2) - max(x1, bx1))
+        ih = max(0.0, min(y2, by2) - max(y1, by1))
+        area = (bx2 - bx1) * (by2 - by1)
+        if iw * ih >= BACKGROUND_MAX_COVER * area:
+            return False
+        if iw * ih / ((x2 - x1) * (y2 - y1) + area - iw * ih) >= BACKGROUND_MAX_IOU:
+            return False
+    return True
+
+
+def test_holds_no_object_matches_the_test_written_out() -> None:
+    rng = np.random.default_rng(5)
+    boxes = np.array([[20, 30, 79, 89], [150, 40, 189, 79], [100, 150, 259, 229]], np.float32)
+    corners = rng.uniform(0, 300, (400, 2))
+    windows = np.concatenate([corners, corners + rng.uniform(5, 200, (400, 2))], axis=1)
+    windows = np.concatenate([windows, boxes, [[25, 35, 75, 85]]])  # objects, one inside one
+    got = holds_no_object(windows, boxes)
+    expected = [_holds_no_object_by_hand(tuple(w), boxes) for w in windows.tolist()]
+    assert got.tolist() == expected
+    assert 0 < sum(expected) < len(expected) and not any(expected[-4:])
+
+
+def test_background_windows_from_proposals_are_proposals_that_hold_no_object() -> None:
+    boxes = np.array([[20, 30, 79, 89], [150, 40, 189, 79]], np.float32)
+    fine = [[200, 100, 260, 150], [0, 120, 40, 200], [90, 0, 140, 30]]
+    candidates = np.array(
+        [
+            *fine,
+            [20, 30, 79, 89],  # an object
+            [10, 20, 90, 100],  # holds an object whole
+            [200, 200, 210, 210],  # smaller than BACKGROUND_MIN_SIDE
+        ],
+        np.float32,
+    )
+    picked = background_windows(np.random.default_rng(0), (240, 320), boxes, 2, candidates)
+    assert len(picked) == 2 and len(set(picked)) == 2
+    assert {tuple(w) for w in picked} <= {tuple(map(float, w)) for w in fine}
+    every = background_windows(np.random.default_rng(0), (240, 320), boxes, 10, candidates)
+    assert sorted(every) == sorted(tuple(map(float, w)) for w in fine)
+    again = background_windows(np.random.default_rng(0), (240, 320), boxes, 2, candidates)
+    assert again == picked
+    assert background_windows(np.random.default_rng(0), (240, 320), boxes, 2, candidates[3:]) == []
+
+
+def test_background_source_is_checked() -> None:
+    assert PretrainConfig(background_source="proposals").background_source == "proposals"
+    with pytest.raises(ValueError, match="background_source"):
+        PretrainConfig(background_source="clutter")
+
+
 def test_background_windows_hold_no_object() -> None:
     """Every window is a square inside the image, overlaps each object with IoU < 0.3 and
     covers less than half of it, so no whole object hides in a background sample."""
@@ -74,12 +129,7 @@ def test_background_windows_hold_no_object() -> None:
     for x1, y1, x2, y2 in windows:
         assert np.isclose(x2 - x1, y2 - y1) and x2 - x1 >= BACKGROUND_MIN_SIDE
         assert x1 >= 0 and y1 >= 0 and x2 <= 320 and y2 <= 240
-        for bx1, by1, bx2, by2 in boxes.tolist():
-            iw = max(0.0, min(x2, bx2) - max(x1, bx1))
-            ih = max(0.0, min(y2, by2) - max(y1, by1))
-            area = (bx2 - bx1) * (by2 - by1)
-            assert iw * ih < BACKGROUND_MAX_COVER * area
-            assert iw * ih / ((x2 - x1) * (y2 - y1) + area - iw * ih) < BACKGROUND_MAX_IOU
+        assert _holds_no_object_by_hand((x1, y1, x2, y2), boxes)
 
 
 def test_background_windows_are_reproducible_and_need_room() -> None:
