@@ -1,8 +1,9 @@
 """``spp eval``: run a model (or read a detections file) over a VOC split and score it.
 
-Writes ``<out>/report.json`` (per-class AP, mAP, proposal recall at IoU 0.5 and 0.7, settings)
-and precision-recall plots; with ``record`` the summary is also stored in the model's
-manifest under ``metrics`` (the weights, and so their checksum, are untouched).
+Writes ``<out>/report.json`` (per-class AP, mAP, the kinds of the top-ranked false positives,
+proposal recall at IoU 0.5 and 0.7, settings) and precision-recall plots; with ``record`` the
+summary is also stored in the model's manifest under ``metrics`` (the weights, and so their
+checksum, are untouched).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from app.detector import DetectOptions, Detector, Precision, ScaleMode, ViewMode
 from app.evaluation.classification import classification_accuracy, single_object_ids
+from app.evaluation.errors import false_positive_breakdown
 from app.evaluation.plots import plot_precision_recall
 from app.evaluation.recall import ProposalRecall, proposal_recall_for_annotations
 from app.evaluation.report import build_report, write_report
@@ -124,6 +126,9 @@ def evaluate(
         "images": len(dataset.ids),
         "scales": scales if detections_file is None else None,
     }
+    report["detection"]["false_positives"] = false_positive_breakdown(
+        result, detections, annotations
+    )
     report["summary"] = summary
     write_report(out_dir / "report.json", report)
     if record and model_name is not None:

@@ -111,6 +111,7 @@ class ClassResult:
         scores: np.ndarray[D] float64 scores of the counted detections, descending.
         precision: np.ndarray[D] float64 cumulative precision.
         recall: np.ndarray[D] float64 cumulative recall (NaN-free: zeros when ``npos == 0``).
+        indices: np.ndarray[D] int64, each counted detection's index in the input list.
     """
 
     label: str
@@ -122,6 +123,7 @@ class ClassResult:
     scores: np.ndarray
     precision: np.ndarray
     recall: np.ndarray
+    indices: np.ndarray
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no arrays); NaN AP becomes None."""
@@ -277,9 +279,10 @@ def _evaluate_class(
     order = sorted(range(len(dets)), key=lambda k: -dets[k][2])  # stable: ties keep input order
     tp: list[bool] = []
     scores: list[float] = []
+    indices: list[int] = []
     ignored = 0
     for k in order:
-        _, image_id, score, box = dets[k]
+        index, image_id, score, box = dets[k]
         outcome = False  # false positive unless matched below
         if image_id in gt:
             boxes, difficult = gt[image_id]
@@ -295,6 +298,7 @@ def _evaluate_class(
                     outcome = True
         tp.append(outcome)
         scores.append(score)
+        indices.append(index)
 
     tp_array = np.asarray(tp, bool)
     tp_cum = np.cumsum(tp_array, dtype=np.float64)  # [D]
@@ -312,6 +316,7 @@ def _evaluate_class(
         scores=np.asarray(scores, np.float64),
         precision=precision,
         recall=recall,
+        indices=np.asarray(indices, np.int64),
     )
 
 

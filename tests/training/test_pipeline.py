@@ -192,6 +192,55 @@ def test_classify_eval_of_the_trained_model(
     assert "train_classify_96" in metrics and "train_classify_detect_views" in metrics
 
 
+def test_eval_of_a_detections_file(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """`spp eval --detections`: the val split's own boxes score AP 1 per class present, and a
+    box on nothing, ranked first, is a background false positive in the report."""
+    work, _, _ = trained
+    dataset = VocDataset(work / "data", "val")
+    detections = [
+        {"image_id": i, "label": label, "score": 0.5, "box": [float(v) for v in box]}
+        for i in dataset.ids
+        for box, label, hard in zip(*_boxes(dataset, i), strict=True)
+        if not hard
+    ]
+    first = detections[0]
+    detections.append({**first, "score": 0.9, "box": [0.0, 0.0, 1.0, 1.0]})
+    path = tmp_path / "detections.json"
+    path.write_text(json.dumps(detections))
+    out = tmp_path / "report"
+    assert (
+        spp(
+            [
+                "eval",
+                "--voc-root",
+                str(work / "data"),
+                "--split",
+                "val",
+                "--detections",
+                str(path),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "report.json").read_text())["detection"]
+    wrong = report["false_positives"][first["label"]]
+    assert (
+        wrong["background"] == 1 and wrong["ranked"] == report["per_class"][first["label"]]["npos"]
+    )
+    assert report["false_positives"]["all"]["background"] == 1
+    assert (
+        sum(report["false_positives"]["all"][k] for k in ("duplicate", "localisation", "confusion"))
+        == 0
+    )
+
+
+def _boxes(dataset: VocDataset, image_id: str) -> tuple[list[list[float]], list[str], list[bool]]:
+    ann = dataset.annotation(image_id)
+    return ann.boxes.tolist(), list(ann.labels), ann.difficult.tolist()
+
+
 def test_classify_command_by_detection(
     trained: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
