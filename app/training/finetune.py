@@ -78,8 +78,8 @@ def pick_windows(max_iou: Tensor, config: FinetuneConfig, rng: np.random.Generat
     )
     picked = []
     for mask, wanted in groups:
-        pool = mask.nonzero().squeeze(1).numpy()
         if wanted > 0:
+            pool = mask.nonzero().squeeze(1).numpy()
             picked.append(rng.choice(pool, min(len(pool), wanted), replace=False))
     return np.concatenate(picked).astype(np.int64)
 

@@ -339,6 +339,10 @@ class Pipeline:
         config = self.config.pretrain
         if config.background_per_image <= 0 or config.background_source == "random":
             return None
+        return self._proposals(dataset, sub)
+
+    def _proposals(self, dataset: VocDataset, sub: Path) -> dict[str, np.ndarray]:
+        """Selective search on ``dataset``, cached under ``<work>/proposals/<sub>``."""
         return dataset_proposals(
             dataset,
             self.proposal_config,
@@ -365,13 +369,7 @@ class Pipeline:
             sets.append((found[0], Path("extra")))
         parts = []
         for dataset, sub in sets:
-            proposals = dataset_proposals(
-                dataset,
-                self.proposal_config,
-                self.work / "proposals" / sub,
-                workers=self.config.workers,
-                progress=self.progress,
-            )
+            proposals = self._proposals(dataset, sub)
             windows = {
                 i: label_windows(dataset.annotation(i), proposals[i], classes) for i in dataset.ids
             }
