@@ -1,8 +1,11 @@
 """Resumable training checkpoints: tensors in safetensors, the rest in JSON.
 
 A checkpoint is ``<stem>.safetensors`` (model parameters and optimizer state tensors) plus
-``<stem>.json`` (optimizer hyper-parameters and the caller's progress, e.g. the epoch).
-Writes go to temporary files first, so a cut-off run never leaves a half-written checkpoint.
+``<stem>.json`` (optimizer hyper-parameters and the caller's progress, e.g. the epoch). The
+tensors include torch's CPU random state (``rng.torch``: dropout masks), so a resumed run draws
+what an uninterrupted one would; a checkpoint written without it (before it was kept) resumes
+with the generator as it stands. Writes go to temporary files first, so a cut-off run never
+leaves a half-written checkpoint.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ def save_checkpoint(
     for param_id, state in opt_state["state"].items():
         for key, value in state.items():
             tensors[f"optim.{param_id}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
     meta = {"param_groups": opt_state["param_groups"], "progress": progress}
     stem.parent.mkdir(parents=True, exist_ok=True)
     tmp_tensors = stem.with_suffix(".safetensors.tmp")
@@ -53,5 +57,7 @@ def load_checkpoint(
             _, param_id, name = key.split(".", 2)
             state.setdefault(int(param_id), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
     progress: dict[str, Any] = meta["progress"]
     return progress

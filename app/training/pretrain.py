@@ -21,6 +21,11 @@ layers, frozen after this stage, only learn to tell them from the classes if sta
 them. ``classify`` drops the background output (``Detector.object_probabilities``).
 Random squares rarely land on those polygons; ``background_source: proposals`` draws the
 windows from the image's selective-search proposals instead, which frame them.
+
+An optional finishing phase (``finish_epochs``, default 0) follows the cosine schedule: more
+epochs at the paper's two sizes and the curriculum's final context, under a cosine of their own
+that restarts at ``finish_lr``. The schedule of the first ``epochs`` epochs does not depend on
+it, so a run that adds a finishing phase can resume from the checkpoint of one that had none.
 """
 
 from __future__ import annotations
@@ -67,7 +72,13 @@ class PretrainConfig:
     scene_views: int = 0  # extra whole-image views per epoch of each image holding one object
     background_per_image: int = 0  # background windows per image, class K (0: no such class)
     background_source: str = "random"  # "random" squares, or "proposals" (selective search)
+    finish_epochs: int = 0  # epochs after the schedule, at ``sizes`` and the final context
+    finish_lr: float = 3e-4  # where the finishing phase's own cosine starts
     seed: int = 0
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.finish_epochs
 
     def __post_init__(self) -> None:
         if self.background_source not in BACKGROUND_SOURCES:
@@ -222,7 +233,7 @@ def epoch_context(config: PretrainConfig, epoch: int) -> tuple[float, float]:
     """The context range of ``epoch``: its lower bound goes linearly from ``context_start``
     (objects filling the crop, which the network learns first) to ``context[0]`` (objects
     small in a wide crop, as in whole-image classification)."""
-    progress = epoch / max(1, config.epochs - 1)
+    progress = min(1.0, epoch / max(1, config.epochs - 1))
     low = config.context_start + (config.context[0] - config.context_start) * progress
     return low, config.context[1]
 
@@ -233,6 +244,20 @@ def epoch_size(config: PretrainConfig, epoch: int) -> tuple[int, int]:
     divisor = 2 if epoch < config.warmup_epochs else 1
     size = config.sizes[epoch % len(config.sizes)] // divisor
     return config.sizes[0] // divisor, size
+
+
+def step_lr(config: PretrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """The learning rate of ``step`` of ``epoch``: a cosine from ``lr`` to 0 over ``epochs``,
+    then, in the finishing phase, a cosine from ``finish_lr`` to 0 over ``finish_epochs``."""
+    if epoch < config.epochs:
+        peak, done, length = config.lr, epoch, config.epochs
+    else:
+        peak, done, length = config.finish_lr, epoch - config.epochs, config.finish_epochs
+    return (
+        peak
+        * 0.5
+        * (1 + math.cos(math.pi * (done * steps_per_epoch + step) / (length * steps_per_epoch)))
+    )
 
 
 def batch_to_tensor(crops: Sequence[np.ndarray], preprocess: PreprocessConfig) -> torch.Tensor:
@@ -262,11 +287,10 @@ def pretrain(
     params = [*net.trunk.parameters(), *net.cls_head.parameters(), *net.cls_fc8.parameters()]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(objects) * config.crops_per_object / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
     state = load_checkpoint(checkpoint, net, optimizer) or {"epoch": 0, "history": []}
     history: list[dict[str, float]] = state["history"]
     net.train()
-    for epoch in range(state["epoch"], config.epochs):
+    for epoch in range(state["epoch"], config.total_epochs):
         crop_size, size = epoch_size(config, epoch)
         context = epoch_context(config, epoch)
         rng = np.random.default_rng([config.seed, epoch])
@@ -276,7 +300,7 @@ def pretrain(
         started, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
         bar = tqdm(
             range(steps_per_epoch),
-            desc=f"pretrain {epoch + 1}/{config.epochs} @{size}",
+            desc=f"pretrain {epoch + 1}/{config.total_epochs} @{size}",
             disable=not progress,
         )
         for step in bar:
@@ -297,11 +321,7 @@ def pretrain(
                 crops = [cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops]
             x = batch_to_tensor(crops, preprocess)
             y = torch.tensor([o.class_id for o in picked])
-            lr = (
-                config.lr
-                * 0.5
-                * (1 + math.cos(math.pi * (epoch * steps_per_epoch + step) / total_steps))
-            )
+            lr = step_lr(config, epoch, step, steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             logits = net.classify_logits(x)

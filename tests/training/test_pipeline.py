@@ -40,6 +40,7 @@ RECIPE = {
     "proposals": {"max_side": 160, "max_proposals": 150},
     "pretrain": {
         "epochs": 2,
+        "finish_epochs": 1,
         "batch_size": 8,
         "crops_per_object": 1,
         "scene_views": 1,
@@ -76,6 +77,8 @@ def test_every_stage_left_its_output(trained: tuple[Path, Path, Path]) -> None:
     assert (work / "data" / "ImageSets" / "Main" / "train.txt").is_file()
     assert list((work / "proposals").glob("proposals-train-*.safetensors"))
     assert (work / "pretrain" / "checkpoint.safetensors").is_file()
+    progress = json.loads((work / "pretrain" / "checkpoint.json").read_text())["progress"]
+    assert [h["epoch"] for h in progress["history"]] == [1, 2, 3], "2 epochs + 1 finishing"
     assert list((work / "conv5").glob("train_*@*.safetensors")), "stage 2 caches conv5"
     # The stage-1 extra images that also train stages 3-5 have caches of their own (their ids
     # repeat the train split's).
