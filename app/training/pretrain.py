@@ -25,7 +25,9 @@ windows from the image's selective-search proposals instead, which frame them.
 An optional finishing phase (``finish_epochs``, default 0) follows the cosine schedule: more
 epochs at the paper's two sizes and the curriculum's final context, under a cosine of their own
 that restarts at ``finish_lr``. The schedule of the first ``epochs`` epochs does not depend on
-it, so a run that adds a finishing phase can resume from the checkpoint of one that had none.
+it, so a run that adds a finishing phase can resume from the checkpoint of one that had none
+(copied into a new work directory: the stale-output guard treats the change like any other
+change to stage 1).
 """
 
 from __future__ import annotations
