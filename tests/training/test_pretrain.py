@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,7 @@ def test_a_finishing_phase_resumed_from_a_checkpoint_equals_a_fresh_run(tmp_path
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (64, 80, 3), dtype=np.uint8) for _ in range(2)]
     base = PretrainConfig(epochs=2, batch_size=4, sizes=(64, 48), context_start=0.9)
-    finished = PretrainConfig(**{**base.__dict__, "finish_epochs": 2, "finish_lr": 5e-4})
+    finished = replace(base, finish_epochs=2, finish_lr=5e-4)
     _tiny_run(base, tmp_path / "resumed" / "checkpoint", images)
     resumed, resumed_history = _tiny_run(finished, tmp_path / "resumed" / "checkpoint", images)
     fresh, fresh_history = _tiny_run(finished, tmp_path / "fresh" / "checkpoint", images)
