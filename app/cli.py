@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-    from app.detector import Detector
+    from app.inference.detector import Detector
 
 log = logging.getLogger("spp")
 
@@ -37,7 +37,7 @@ def _read_image(path: str) -> np.ndarray:
 
 
 def _load_detector(args: argparse.Namespace) -> Detector:
-    from app.detector import Detector
+    from app.inference.detector import Detector
     from app.model.store import ModelLoadError, load_model
 
     try:
@@ -51,9 +51,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
-    from app.detector import DetectOptions
-    from app.drawing import draw_detections
-    from app.proposals import propose
+    from app.data.proposals import propose
+    from app.inference.detector import DetectOptions
+    from app.inference.draw import draw_detections
 
     detector = _load_detector(args)
     options = DetectOptions(scales=args.scales, min_confidence=args.min_confidence)
@@ -89,7 +89,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from app.proposals import propose
+    from app.data.proposals import propose
 
     detector = _load_detector(args)
     out = {}
@@ -128,7 +128,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_data_shapes(args: argparse.Namespace) -> int:
-    from app.training.shapes import generate_shapes_dataset
+    from app.data.shapes import generate_shapes_dataset
 
     summary = generate_shapes_dataset(
         Path(args.out),

@@ -32,11 +32,11 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
-from app.detector import DetectionResult, DetectOptions, Detector
+from app.data.proposals import propose
+from app.inference.detector import DetectionResult, DetectOptions, Detector
 from app.model.compress import LowRankLinear, compress_detector_model
 from app.model.heads import FcHead
 from app.model.store import SppModel
-from app.proposals import propose
 from bench.common import (
     REPO_ROOT,
     command_line,
@@ -140,10 +140,10 @@ def detect_all(
 
 
 def map_for(variant: Variant, limit: int) -> float:
+    from app.data.proposal_cache import dataset_proposals
+    from app.data.voc import VocDataset
     from app.evaluation.runner import detect_split
     from app.evaluation.voc_ap import evaluate_detections
-    from app.training.proposal_cache import dataset_proposals
-    from app.training.voc import VocDataset
 
     dataset = VocDataset(TEST_SPLIT_ROOT, "test")
     dataset.ids = dataset.ids[:limit]

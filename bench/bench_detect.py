@@ -2,7 +2,7 @@
 
 Over N generated shapes test images (seed 123, written to a temporary directory):
 
-* proposals: ``app.proposals.propose`` at the default model's manifest settings, timed per
+* proposals: ``app.data.proposals.propose`` at the default model's manifest settings, timed per
   image (the service runs it before ``detect``);
 * then ``Detector.detect`` one image at a time, with its stage timings (resize, conv5,
   pooling, fc, svm, regression, nms) and the wall time of the whole call;
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.detector import STAGES, DetectOptions, Detector, Precision, ScaleMode, ViewMode
+from app.data.proposals import propose
+from app.inference.detector import STAGES, DetectOptions, Detector, Precision, ScaleMode, ViewMode
 from app.model.store import SppModel
-from app.proposals import propose
 from bench.common import (
     BenchImage,
     command_line,
@@ -206,7 +206,7 @@ def run(count: int, full_count: int, quick: bool) -> str:
         "",
         f"{count} generated shapes test images (seed 123; sizes {', '.join(sizes)}), one image "
         "per `Detector.detect` call, CPU, mean milliseconds per image after one untimed call. "
-        "*proposals* is `app.proposals.propose` at the default model's manifest settings "
+        "*proposals* is `app.data.proposals.propose` at the default model's manifest settings "
         f"(max side {settings.max_side}, at most {settings.max_proposals} proposals, min size "
         f"{settings.min_size:g}), measured on the same images. The stage columns are "
         "`DetectionResult.timings_ms`; *detect wall* is the whole `detect` call (stages plus "

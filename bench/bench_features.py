@@ -4,7 +4,7 @@
 * SPP path: ``Detector.pooled_windows``: resize, conv5 once per scale some window chose,
   ``project_windows`` + ``roi_spp``. One scale (688) and five (480 .. 1200, each window picks
   the scale that makes it closest to 224 x 224, SPEC section 4).
-* R-CNN path: ``app.rcnn.rcnn_window_features``: each window cropped, warped to 224 x 224,
+* R-CNN path: ``app.inference.rcnn.rcnn_window_features``: each window cropped, warped to 224 x 224,
   conv1..conv5, full-map pyramid pooling. It has no scales (every window is warped to 224), so
   one measurement serves both rows. It runs on a stated, evenly spaced sample of the windows and
   is extrapolated linearly to all of them (its cost is the same for every window).
@@ -26,12 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from app.detector import Detector
+from app.data.proposals import propose
+from app.inference.detector import Detector
+from app.inference.rcnn import WARP_SIZE, rcnn_window_features
 from app.model.store import SppModel
 from app.ops.boxes import choose_scale_per_window
 from app.ops.spp import spatial_pyramid_pool
-from app.proposals import propose
-from app.rcnn import WARP_SIZE, rcnn_window_features
 from bench.common import (
     command_line,
     default_model,

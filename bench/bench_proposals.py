@@ -2,7 +2,7 @@
 several images in parallel.
 
 Over N generated shapes test images (seed 123, a temporary directory), for each longest side
-in (300, 400, 500, full size): ``app.proposals.propose`` (OpenCV selective search, fast mode,
+in (300, 400, 500, full size): ``app.data.proposals.propose`` (OpenCV selective search, fast mode,
 at most 2000 proposals) timed per image, and proposal recall of the non-difficult ground truth
 at IoU 0.5 and 0.7 (``app.evaluation.recall.proposal_recall``). The settings are interleaved
 image by image, so a change of machine load hits all of them alike. The recommended side is the
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.data.proposals import propose
 from app.evaluation.recall import proposal_recall
 from app.model.config import ProposalConfig
-from app.proposals import propose
 from bench.common import (
     command_line,
     generated_images,

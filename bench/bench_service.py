@@ -196,8 +196,8 @@ def prepare_store(tmp: Path) -> tuple[Path, str, str]:
     """(store, model name, description): the trained default model or a random stand-in."""
     if (MODEL_STORE / DEFAULT_MODEL / "manifest.json").is_file():
         return MODEL_STORE, DEFAULT_MODEL, f"`{DEFAULT_MODEL}` (trained, from model_store/)"
+    from app.data.shapes import CLASSES
     from app.model.store import build_random_model, save_model
-    from app.training.shapes import CLASSES
 
     name = f"{DEFAULT_MODEL}-random"
     model = build_random_model(list(CLASSES), width=0.25, fc_dim=512, seed=0, name=name)

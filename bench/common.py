@@ -239,8 +239,8 @@ class BenchImage:
 @contextmanager
 def generated_images(count: int, seed: int = IMAGE_SEED) -> Iterator[list[BenchImage]]:
     """``count`` shapes test images generated into a temporary directory (removed after)."""
-    from app.training.shapes import generate_shapes_dataset
-    from app.training.voc import VocDataset
+    from app.data.shapes import generate_shapes_dataset
+    from app.data.voc import VocDataset
 
     with tempfile.TemporaryDirectory(prefix="bench-shapes-") as tmp:
         root = Path(tmp)
@@ -297,8 +297,8 @@ def exactly_n_windows(proposals: np.ndarray, count: int, height: int, width: int
 
 def full_zf5_model(classes: Sequence[str] | None = None, seed: int = 0) -> Any:
     """The paper's ZF-5 (width 1.0, fc 4096) with random weights: right for speed only."""
+    from app.data.shapes import CLASSES
     from app.model.store import build_random_model
-    from app.training.shapes import CLASSES
 
     return build_random_model(
         list(classes or CLASSES), width=1.0, fc_dim=4096, seed=seed, name="zf5-full-random"
@@ -308,8 +308,8 @@ def full_zf5_model(classes: Sequence[str] | None = None, seed: int = 0) -> Any:
 def default_model(store: Path = MODEL_STORE, name: str = DEFAULT_MODEL) -> tuple[Any, str]:
     """The trained default model when ``store/name`` exists, else a random stand-in of the
     same size (width 0.25, fc 512). Returns ``(model, description for the report)``."""
+    from app.data.shapes import CLASSES
     from app.model.store import build_random_model, load_model
-    from app.training.shapes import CLASSES
 
     if (store / name / "manifest.json").is_file():
         model = load_model(store, name)

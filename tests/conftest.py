@@ -280,7 +280,7 @@ TINY_CLASSES = ["circle", "square", "triangle"]
 
 class ControlledDetector:
     """Wraps a detector (a real tiny one, usually) so tests can slow it, block it, make it
-    fail, and see how it was called. Same public surface as ``app.detector.Detector``."""
+    fail, and see how it was called. Same public surface as ``app.inference.detector.Detector``."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -343,7 +343,7 @@ def tiny_model() -> Any:
 @pytest.fixture
 def tiny_detector(tiny_model: Any) -> ControlledDetector:
     """A fresh controllable wrapper around a CPU detector of the tiny model."""
-    from app.detector import Detector
+    from app.inference.detector import Detector
 
     return ControlledDetector(Detector(tiny_model, "cpu"))
 
@@ -384,7 +384,7 @@ class AppMaker:
 
     def app(self, *, detector: Any = None, loader: Any = None, proposer: Any = None,
             **settings: Any) -> Any:  # fmt: skip
-        from app.proposals import propose
+        from app.data.proposals import propose
         from app.service.factory import create_app
 
         chosen = detector or self.detector

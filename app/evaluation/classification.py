@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from app.detector import Detector, ViewMode
+from app.data.voc import VocDataset
+from app.inference.detector import Detector, ViewMode
 from app.ops.boxes import longer_side_share
-from app.training.voc import VocDataset
 
 
 def single_object_ids(dataset: VocDataset) -> list[str]:

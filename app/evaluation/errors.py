@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from app.data.voc import VocAnnotation
 from app.evaluation.voc_ap import EvaluationResult, voc_iou
-from app.training.voc import VocAnnotation
 
 #: The kinds of false positive, in the order their rules are tried.
 FALSE_POSITIVE_KINDS = ("duplicate", "localisation", "confusion", "background")

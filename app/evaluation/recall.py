@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from app.training.voc import VocAnnotation
+from app.data.voc import VocAnnotation
 
 RECALL_IOU_THRESHOLDS: tuple[float, ...] = (0.5, 0.7)
 """The IoU thresholds reported by default."""

@@ -18,16 +18,16 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.detector import DetectOptions, Detector, Precision, ScaleMode, ViewMode
+from app.data.proposal_cache import dataset_proposals
+from app.data.voc import VocDataset
 from app.evaluation.classification import classification_accuracy, single_object_ids
 from app.evaluation.errors import false_positive_breakdown
 from app.evaluation.plots import plot_precision_recall
 from app.evaluation.recall import ProposalRecall, proposal_recall_for_annotations
 from app.evaluation.report import build_report, write_report
 from app.evaluation.voc_ap import evaluate_detections, load_detections_json
+from app.inference.detector import DetectOptions, Detector, Precision, ScaleMode, ViewMode
 from app.model.store import MANIFEST_FILE, load_model, read_manifest
-from app.training.proposal_cache import dataset_proposals
-from app.training.voc import VocDataset
 
 log = logging.getLogger(__name__)
 

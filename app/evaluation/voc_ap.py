@@ -20,7 +20,7 @@ Rules, per class:
   the classes with ``npos > 0`` (NaN when there is none).
 
 Box convention: inputs are the project's 0-based float pixels ``(x1, y1, x2, y2)`` where a box
-over pixel columns 0..9 has ``x1 = 0, x2 = 9`` (what :class:`~app.training.voc.VocDataset`
+over pixel columns 0..9 has ``x1 = 0, x2 = 9`` (what :class:`~app.data.voc.VocDataset`
 returns). The VOC "+1" (inclusive pixel) convention is applied only in :func:`voc_iou`. It is
 the devkit's formula applied to 0-based coordinates, which gives the devkit's IoU exactly, as
 shifting every coordinate by the same amount does not change an IoU.
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from app.training.voc import VocAnnotation, VocDataset
+from app.data.voc import VocAnnotation, VocDataset
 
 IOU_THRESHOLD = 0.5
 """Default IoU a detection needs with a ground-truth box to match it."""

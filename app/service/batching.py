@@ -28,7 +28,7 @@ from typing import Any, Generic, Literal, TypeVar, get_args
 import numpy as np
 import torch
 
-from app.detector import DetectionResult, DetectOptions, Detector, Prediction, ViewMode
+from app.inference.detector import DetectionResult, DetectOptions, Detector, Prediction, ViewMode
 from app.service.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from app.detector import Detector
+from app.inference.detector import Detector
 from app.service.metrics import ServiceMetrics
 from app.service.pipeline import InferencePipeline
 from app.service.settings import Settings

@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.proposals import propose
+from app.data.proposals import propose
 from app.service.errors import install_error_handlers
 from app.service.logs import configure_logging
 from app.service.metrics import ServiceMetrics

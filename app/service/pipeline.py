@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 import numpy as np
 from fastapi import Request
 
-from app.detector import DetectionResult, DetectOptions, Detector, Prediction, ViewMode
+from app.data.proposals import propose
 from app.imaging import decode_image
+from app.inference.detector import DetectionResult, DetectOptions, Detector, Prediction, ViewMode
 from app.model.config import ProposalConfig
-from app.proposals import propose
 from app.service.batching import (
     AdmissionGate,
     DeadlineExceeded,

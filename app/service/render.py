@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from app.detector import Detection
+from app.inference.detector import Detection
 
 #: Distinct, readable colours; class ``k`` uses ``PALETTE[k % len(PALETTE)]``.
 PALETTE: tuple[tuple[int, int, int], ...] = (

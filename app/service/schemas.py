@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.detector import DetectionResult, Prediction
+from app.inference.detector import DetectionResult, Prediction
 
 OutputFormat = Literal["json", "png", "jpeg"]
 MAX_PROPOSALS_LIMIT = 10_000

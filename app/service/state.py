@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from app.detector import Detector
+from app.inference.detector import Detector
 from app.model.store import ModelLoadError, load_model
 from app.service.metrics import ServiceMetrics
 from app.service.pipeline import InferencePipeline, Proposer

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor
 
-from app.detector import Detector
+from app.inference.detector import Detector
 
 
 class Conv5Cache:

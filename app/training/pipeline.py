@@ -26,7 +26,10 @@ import yaml
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from app.detector import DetectOptions, Detector
+from app.data.proposal_cache import dataset_proposals
+from app.data.shapes import generate_shapes_dataset
+from app.data.voc import VocDataset
+from app.inference.detector import DetectOptions, Detector
 from app.model.config import ModelConfig, ProposalConfig
 from app.model.net import SppNet
 from app.model.store import Manifest, SppModel, save_model
@@ -41,11 +44,8 @@ from app.training.finetune import (
     pick_windows,
 )
 from app.training.pretrain import LabelledObject, PretrainConfig, pretrain, samples_of_image
-from app.training.proposal_cache import dataset_proposals
 from app.training.regression import train_box_regressor
-from app.training.shapes import generate_shapes_dataset
 from app.training.svm import SvmConfig, train_class_svm
-from app.training.voc import VocDataset
 from app.training.windows import LabelledWindows, label_windows
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ alternation at 112/90 px) before the paper's 224/180 epochs.
 One more departure, optional (``background_per_image``): stage 1 can also see *background
 windows* (crops that hold no whole object: clutter, texture, pieces of shapes) under a
 (K+1)-th class. The paper's ImageNet pre-training has no such class; here the negatives that
-fool the detector are irregular polygons and clutter (``app.training.shapes``), and the conv
+fool the detector are irregular polygons and clutter (``app.data.shapes``), and the conv
 layers, frozen after this stage, only learn to tell them from the classes if stage 1 shows
 them. ``classify`` drops the background output (``Detector.object_probabilities``).
 Random squares rarely land on those polygons; ``background_source: proposals`` draws the

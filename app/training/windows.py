@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from app.training.voc import VocAnnotation
+from app.data.voc import VocAnnotation
 
 
 @dataclass(frozen=True)

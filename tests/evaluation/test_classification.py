@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.detector import Prediction
+from app.data.voc import VocAnnotation
 from app.evaluation.classification import classification_accuracy, share_bin
-from app.training.voc import VocAnnotation
+from app.inference.detector import Prediction
 
 
 def _annotation(image_id: str, boxes: list[list[float]], labels: list[str], hard: list[bool]):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from app.data.voc import VocAnnotation
 from app.evaluation.plots import plot_precision_recall, plot_precision_recall_per_class
 from app.evaluation.recall import proposal_recall
 from app.evaluation.report import build_report, write_report
 from app.evaluation.voc_ap import EvaluationResult, evaluate_detections
-from app.training.voc import VocAnnotation
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

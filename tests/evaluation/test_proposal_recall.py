@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from app.data.voc import VocAnnotation
 from app.evaluation.recall import (
     best_proposal_iou,
     proposal_recall,
     proposal_recall_for_annotations,
 )
-from app.training.voc import VocAnnotation
 
 GT = np.array([[0, 0, 10, 10]], np.float32)
 

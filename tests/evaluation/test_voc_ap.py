@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.data.voc import VocAnnotation, VocDataset
 from app.evaluation.voc_ap import (
     MATCH_INCLUSIVE,
     evaluate_detections,
@@ -17,7 +18,6 @@ from app.evaluation.voc_ap import (
     voc_ap_11point,
     voc_iou,
 )
-from app.training.voc import VocAnnotation, VocDataset
 
 
 def _ann(

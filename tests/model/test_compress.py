@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from app.detector import DetectOptions, Detector
+from app.inference.detector import DetectOptions, Detector
 from app.model.compress import (
     LowRankLinear,
     compress_detector_model,

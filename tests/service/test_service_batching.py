@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.detector import DetectionResult, DetectOptions, Prediction
+from app.inference.detector import DetectionResult, DetectOptions, Prediction
 from app.service.batching import (
     AdmissionGate,
     DeadlineExceeded,

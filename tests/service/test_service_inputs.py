@@ -16,8 +16,8 @@ def shared_client(tiny_model: Any, service: Any) -> Iterator[Any]:
     """One app for the whole corpus (module scope keeps the run short)."""
     from fastapi.testclient import TestClient
 
-    from app.detector import Detector
-    from app.proposals import propose
+    from app.data.proposals import propose
+    from app.inference.detector import Detector
     from app.service.factory import create_app
 
     detector = Detector(tiny_model, "cpu")
@@ -107,7 +107,7 @@ def test_pixel_limit_is_413(make_app: Any, images: Any) -> None:
 def test_exif_rotated_boxes_are_in_the_displayed_frame(make_app: Any, images: Any) -> None:
     """A stand-in detector that 'detects' the bright square: its box must come back in the
     displayed (EXIF-rotated) frame, with the displayed width and height."""
-    from app.detector import Detection, DetectionResult
+    from app.inference.detector import Detection, DetectionResult
 
     class BrightSquareDetector:
         def __init__(self, inner: Any) -> None:
@@ -128,7 +128,7 @@ def test_exif_rotated_boxes_are_in_the_displayed_frame(make_app: Any, images: An
         def warm_up(self) -> None:
             pass
 
-    with make_app.client(detector=BrightSquareDetector(make_app.detector)) as client:
+    with make_app.client(detector=BrightSquareDetector(make_app.inference.detector)) as client:
         response = client.post(
             "/detect", files={"image": ("r.jpg", images.exif_rotated_jpeg(), "image/jpeg")}
         )

@@ -142,8 +142,8 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 def test_default_model_over_http(tmp_path: Path) -> None:
     """``uvicorn app.main:app`` with no configuration: the shipped default model finds the
     objects of generated test images (IoU >= 0.5) and handles a real photograph."""
+    from app.data.shapes import render_sample
     from app.service.settings import Settings
-    from app.training.shapes import render_sample
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     if not (settings.model_store / settings.model_name / "manifest.json").is_file():

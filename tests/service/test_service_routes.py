@@ -278,8 +278,8 @@ def test_classify_multi_view_answers_what_the_detector_does(client: Any, png: by
 def test_classify_by_detection_answers_what_the_detector_does(client: Any, png: bytes) -> None:
     """``views=detect`` runs selective search, then ``Detector.classify(views="detect")`` on
     its windows: the same probabilities as calling both directly."""
+    from app.data.proposals import propose
     from app.imaging import decode_image
-    from app.proposals import propose
 
     response = post_image(client, "/classify", png, params={"views": "detect", "top_k": 3})
     assert response.status_code == 200, response.text
@@ -396,7 +396,7 @@ def test_detect_and_classify_on_cuda(make_app: Any, png: bytes) -> None:
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    from app.detector import Detector
+    from app.inference.detector import Detector
     from app.model.config import DetectionConfig
     from app.model.store import build_random_model
 

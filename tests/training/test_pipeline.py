@@ -13,9 +13,10 @@ import yaml
 from safetensors.numpy import load_file
 
 from app.cli import main as spp
-from app.detector import Detector
+from app.data.proposals import propose
+from app.data.voc import VocDataset
+from app.inference.detector import Detector
 from app.model.store import load_model
-from app.proposals import propose
 from app.training.pipeline import (
     RECIPE_FILE,
     Pipeline,
@@ -23,7 +24,6 @@ from app.training.pipeline import (
     TrainConfig,
     check_work_recipe,
 )
-from app.training.voc import VocDataset
 
 RECIPE = {
     "name": "tiny-shapes",

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from app.detector import DetectOptions
+from app.inference.detector import DetectOptions
 from app.service.deps import ApiKeyDep, PipelineDep
 from app.service.pipeline import server_timing_header
 from app.service.render import MEDIA_TYPES, choose_format

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.training.voc import VOC_CLASSES, VocDataset, VocFormatError, parse_voc_xml
+from app.data.voc import VOC_CLASSES, VocDataset, VocFormatError, parse_voc_xml
 
 XML = """<annotation>
   <filename>000005.jpg</filename>

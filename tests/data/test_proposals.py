@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from app.data.proposals import propose
 from app.model.config import ProposalConfig
-from app.proposals import propose
 
 
 @pytest.fixture(scope="module")

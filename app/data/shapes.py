@@ -774,7 +774,7 @@ def generate_shapes_dataset(
     for relative in sorted(file_hashes):
         total.update(f"{relative}\0{file_hashes[relative]}\n".encode())
     summary: dict[str, Any] = {
-        "generator": "app.training.shapes",
+        "generator": "app.data.shapes",
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "classes": list(CLASSES),

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from app.detector import (
+from app.inference.detector import (
     STAGES,
     Detection,
     DetectionResult,

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.training.shapes import (
+from app.data.shapes import (
     CLASSES,
     ShapeObject,
     ShapeSpec,
@@ -21,7 +21,7 @@ from app.training.shapes import (
     shape_polygon,
     voc_xml,
 )
-from app.training.voc import VocDataset, parse_voc_xml
+from app.data.voc import VocDataset, parse_voc_xml
 
 
 def _tree_digest(root: Path) -> dict[str, str]:

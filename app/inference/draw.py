@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from app.detector import Detection
+from app.inference.detector import Detection
 
 # A fixed, colour-blind-friendly palette (Okabe-Ito), RGB, cycled by class id.
 PALETTE: tuple[tuple[int, int, int], ...] = (

@@ -18,9 +18,9 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
+from app.data.proposals import propose
+from app.data.voc import VocDataset
 from app.model.config import ProposalConfig
-from app.proposals import propose
-from app.training.voc import VocDataset
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Pure functions of (model, images, windows): features, post-processing, classification, drawing."""
