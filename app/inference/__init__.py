@@ -1,1 +1,4 @@
-"""Pure functions of (model, images, windows): features, post-processing, classification, drawing."""
+"""Pure functions of (model, images, windows).
+
+Features, post-processing, classification, drawing; no HTTP, no files.
+"""
