@@ -1,11 +1,15 @@
-"""Read a detection dataset in Pascal VOC layout (real VOC 2007 or the generated shapes data).
+"""Read and write a detection dataset in Pascal VOC layout (real VOC 2007, the generated shapes).
 
-Accepted roots: a directory that directly holds ``JPEGImages/``, ``Annotations/`` and
-``ImageSets/Main/``; or one holding ``VOC2007/`` or ``VOCdevkit/VOC2007/``.
+Layout: ``JPEGImages/<id>.jpg``, ``Annotations/<id>.xml``, ``ImageSets/Main/<split>.txt`` (one
+image id per line) and, optionally, ``classes.txt`` (one class name per line, in class-id order;
+without it the 20 VOC classes are assumed). Accepted roots: a directory that directly holds
+``JPEGImages/``, ``Annotations/`` and ``ImageSets/Main/``; or one holding ``VOC2007/`` or
+``VOCdevkit/VOC2007/``.
 
 Box convention: VOC XML stores 1-based inclusive pixel coordinates; :class:`VocAnnotation`
 holds the project's 0-based float convention, ``x - 1`` for every coordinate, so a box whose
-XML says ``xmin=1, xmax=10`` covers pixel columns 0..9 and reads back as ``x1=0, x2=9``.
+XML says ``xmin=1, xmax=10`` covers pixel columns 0..9 and reads back as ``x1=0, x2=9``;
+the writer adds the 1 back.
 """
 
 from __future__ import annotations
@@ -234,3 +238,71 @@ class VocDataset:
         if bgr is None:
             raise VocFormatError(f"{path}: cannot decode the image")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _format_coordinate(value: float) -> str:
+    """A VOC coordinate as text: whole numbers without a decimal point, others exactly."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def format_voc_xml(
+    annotation: VocAnnotation,
+    *,
+    folder: str,
+    database: str,
+    image_suffix: str = ".jpg",
+) -> bytes:
+    """The VOC annotation file of one image, the inverse of :func:`parse_voc_xml`.
+
+    Args:
+        annotation: boxes in the project's 0-based pixels; written 1-based (``+ 1``).
+        folder: the ``<folder>`` text (the dataset's name).
+        database: the ``<source><database>`` text.
+        image_suffix: suffix of the image file named in ``<filename>``.
+
+    Returns:
+        UTF-8 XML, two-space indented, one element a line, ending with a newline.
+    """
+    lines = [
+        "<annotation>",
+        f"  <folder>{folder}</folder>",
+        f"  <filename>{annotation.image_id}{image_suffix}</filename>",
+        "  <source>",
+        f"    <database>{database}</database>",
+        "  </source>",
+        "  <size>",
+        f"    <width>{annotation.width}</width>",
+        f"    <height>{annotation.height}</height>",
+        "    <depth>3</depth>",
+        "  </size>",
+        "  <segmented>0</segmented>",
+    ]
+    for index, label in enumerate(annotation.labels):
+        x1, y1, x2, y2 = (_format_coordinate(float(v) + 1.0) for v in annotation.boxes[index])
+        lines += [
+            "  <object>",
+            f"    <name>{label}</name>",
+            "    <pose>Unspecified</pose>",
+            f"    <truncated>{int(annotation.truncated[index])}</truncated>",
+            f"    <difficult>{int(annotation.difficult[index])}</difficult>",
+            "    <bndbox>",
+            f"      <xmin>{x1}</xmin>",
+            f"      <ymin>{y1}</ymin>",
+            f"      <xmax>{x2}</xmax>",
+            f"      <ymax>{y2}</ymax>",
+            "    </bndbox>",
+            "  </object>",
+        ]
+    lines.append("</annotation>")
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def format_image_set(ids: Sequence[str]) -> bytes:
+    """The text of an ``ImageSets/Main/<split>.txt`` list: one image id a line."""
+    return "".join(f"{image_id}\n" for image_id in ids).encode()
+
+
+def format_classes(classes: Sequence[str]) -> bytes:
+    """The text of ``classes.txt``: one class name a line, in class-id order."""
+    return "".join(f"{name}\n" for name in classes).encode()

@@ -3,8 +3,8 @@
 A checkpoint is ``<stem>.safetensors`` (model parameters and optimizer state tensors) plus
 ``<stem>.json`` (optimizer hyper-parameters and the caller's progress, e.g. the epoch). The
 tensors include torch's CPU random state (``rng.torch``: dropout masks), so a resumed run draws
-what an uninterrupted one would; a checkpoint written without it (before it was kept) resumes
-with the generator as it stands. Writes go to temporary files first, so a cut-off run never
+what an uninterrupted one would; a checkpoint without it resumes with the generator as it
+stands. Writes go to temporary files first, so a cut-off run never
 leaves a half-written checkpoint.
 """
 

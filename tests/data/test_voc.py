@@ -1,4 +1,5 @@
-"""The Pascal VOC reader: layouts, the 1-based -> 0-based conversion, errors naming files."""
+"""The Pascal VOC reader and writer: layouts, the 1-based <-> 0-based conversion, round trips,
+errors naming files."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ import cv2
 import numpy as np
 import pytest
 
-from app.data.voc import VOC_CLASSES, VocDataset, VocFormatError, parse_voc_xml
+from app.data.voc import (
+    VOC_CLASSES,
+    VocAnnotation,
+    VocDataset,
+    VocFormatError,
+    format_classes,
+    format_image_set,
+    format_voc_xml,
+    parse_voc_xml,
+)
 
 XML = """<annotation>
   <filename>000005.jpg</filename>
@@ -148,3 +158,61 @@ def test_image_without_objects(tmp_path: Path) -> None:
     xml = "<annotation><size><width>5</width><height>4</height></size></annotation>"
     ann = VocDataset(_write(tmp_path, xml=xml), "test").annotation("000005")
     assert ann.boxes.shape == (0, 4) and ann.labels == [] and ann.difficult.shape == (0,)
+
+
+def _annotation(boxes: list[list[float]], labels: list[str]) -> VocAnnotation:
+    return VocAnnotation(
+        image_id="img_1",
+        width=64,
+        height=48,
+        boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
+        labels=labels,
+        difficult=np.arange(len(labels)) % 2 == 1,
+        truncated=np.arange(len(labels)) % 3 == 0,
+    )
+
+
+@pytest.mark.parametrize(
+    "boxes",
+    [
+        [[0, 0, 63, 47], [10, 11, 12, 13], [5, 5, 5, 5]],
+        [[0.5, 1.25, 7.75, 9.1], [262.3, 210.0, 323.9, 338.01]],
+        [],
+    ],
+)
+def test_written_xml_reads_back_identically(tmp_path: Path, boxes: list[list[float]]) -> None:
+    labels = ["dog", "cat", "dog"][: len(boxes)]
+    original = _annotation(boxes, labels)
+    path = tmp_path / "img_1.xml"
+    path.write_bytes(format_voc_xml(original, folder="pets", database="test"))
+    back = parse_voc_xml(path, ["cat", "dog"])
+    assert (back.image_id, back.width, back.height, back.labels) == ("img_1", 64, 48, labels)
+    np.testing.assert_array_equal(back.boxes, original.boxes)
+    np.testing.assert_array_equal(back.difficult, original.difficult)
+    np.testing.assert_array_equal(back.truncated, original.truncated)
+
+
+def test_written_xml_is_one_based_with_whole_pixels_as_integers() -> None:
+    text = format_voc_xml(
+        _annotation([[0, 9, 63, 47.5]], ["dog"]),
+        folder="pets",
+        database="Pets db",
+        image_suffix=".png",
+    ).decode()
+    assert "<xmin>1</xmin>" in text and "<ymin>10</ymin>" in text
+    assert "<xmax>64</xmax>" in text and "<ymax>48.5</ymax>" in text
+    assert "<folder>pets</folder>" in text and "<database>Pets db</database>" in text
+    assert "<filename>img_1.png</filename>" in text
+    assert "<truncated>1</truncated>" in text and "<difficult>0</difficult>" in text
+    assert text.endswith("</annotation>\n")
+
+
+def test_written_lists_and_classes_are_read_by_the_dataset(tmp_path: Path) -> None:
+    _write(tmp_path, image_id="b")
+    _write(tmp_path, image_id="a")
+    (tmp_path / "ImageSets" / "Main" / "test.txt").write_bytes(format_image_set(["b", "a"]))
+    (tmp_path / "classes.txt").write_bytes(format_classes(["person", "chair"]))
+    dataset = VocDataset(tmp_path, "test")
+    assert dataset.ids == ["b", "a"]
+    assert dataset.classes == ["person", "chair"]
+    assert format_image_set([]) == b""

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from app.training.finetune import FinetuneConfig, pick_windows
+from app.training.recipe import FinetuneConfig
+from app.training.stages.finetune import pick_windows
 
 
 def _ranges(max_iou: torch.Tensor) -> dict[str, list[int]]:

@@ -18,34 +18,23 @@ assume ImageNet-pretrained fc layers; ours start from a small pre-training run).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
 
+from app.inference.detector import Detector
 from app.model.net import SppNet
+from app.ops.boxes import encode_boxes
+from app.training.datasets import DetectionImages, each_image
+from app.training.recipe import FinetuneConfig
+from app.training.workdir import WorkDir
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Hyper-parameters of stage 3."""
-
-    iterations: int = 3000
-    batch_size: int = 128
-    fg_fraction: float = 0.25
-    lr: float = 1e-3
-    lr_step: float = 0.75  # fraction of iterations after which lr drops 10x
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    fg_per_image: int = 48  # positives sampled per image and scale mode
-    bg_per_image: int = 96  # background windows sampled per image and scale mode
-    far_bg_per_image: int = 0  # + windows with IoU < 0.1 to every object (0: the paper's)
-    seed: int = 0
 
 
 @dataclass
@@ -136,3 +125,94 @@ def finetune(
     for p in params:
         p.requires_grad_(False)
     return history
+
+
+def collect_samples(
+    parts: list[DetectionImages],
+    detector: Detector,
+    variants: tuple[tuple[int, ...], ...],
+    config: FinetuneConfig,
+    *,
+    progress: bool,
+) -> WindowSamples:
+    """Pool the windows :func:`pick_windows` chooses in every image holding an object, once
+    per scale set of ``variants`` (conv5 from each set's cache, filling it: stage 2).
+
+    Returns:
+        :class:`WindowSamples`: labels are the best-overlapping gt box's class + 1 for
+        IoU >= :data:`FG_IOU`, else 0; targets encode that gt box in the window's frame.
+    """
+    rng = np.random.default_rng(config.seed)
+    features, labels, targets, is_proposal = [], [], [], []
+    for part, image_id in tqdm(
+        each_image(parts), desc="conv5 + fine-tune samples", disable=not progress
+    ):
+        w = part.windows[image_id]
+        if len(w.gt_boxes) == 0:
+            continue
+        image = part.dataset.load_rgb(image_id)
+        for scales in variants:
+            index = torch.from_numpy(pick_windows(w.max_iou, config, rng))
+            pooled, _ = detector.pooled_windows(
+                image, w.boxes[index], scales, conv5_fn=part.cache.bind(image_id)
+            )
+            positive = w.max_iou[index] >= FG_IOU
+            gt_of = w.best_gt[index]
+            features.append(pooled.half())
+            labels.append(torch.where(positive, w.gt_labels[gt_of] + 1, 0))
+            targets.append(encode_boxes(w.gt_boxes[gt_of], w.boxes[index]))
+            is_proposal.append(~w.is_gt[index])
+    return WindowSamples(
+        features=torch.cat(features),
+        labels=torch.cat(labels),
+        targets=torch.cat(targets).float(),
+        is_proposal=torch.cat(is_proposal),
+    )
+
+
+def load_or_collect_samples(
+    parts: list[DetectionImages],
+    detector: Detector,
+    variants: tuple[tuple[int, ...], ...],
+    config: FinetuneConfig,
+    work: WorkDir,
+    *,
+    progress: bool,
+) -> WindowSamples:
+    """The fine-tuning samples kept in ``<work>/detect``, collected and saved the first time."""
+    path = work.finetune_samples
+    if path.is_file():
+        return WindowSamples(**load_file(str(path)))
+    samples = collect_samples(parts, detector, variants, config, progress=progress)
+    save_file(asdict(samples), str(path))
+    work.log_event(
+        "finetune-samples",
+        images=sum(len(part.dataset) for part in parts),
+        windows=len(samples.labels),
+        positives=int((samples.labels > 0).sum()),
+    )
+    return samples
+
+
+def load_or_finetune(
+    net: SppNet, samples: WindowSamples, config: FinetuneConfig, work: WorkDir, *, progress: bool
+) -> None:
+    """Stage 3: load the fine-tuned head from ``<work>/detect``, or :func:`finetune` it and
+    save it there (``head.*``: fc6/fc7, ``fc8.*``: the (K+1)-way fc8)."""
+    path = work.det_head
+    if path.is_file():
+        tensors = load_file(str(path))
+        head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
+        fc8 = {k[len("fc8.") :]: v for k, v in tensors.items() if k.startswith("fc8.")}
+        net.det_head.load_state_dict(head)
+        net.det_fc8.load_state_dict(fc8)
+        return
+    history = finetune(net, samples, config, progress=progress)
+    work.log_event("finetune-done", history=history)
+    save_file(
+        {
+            **{f"head.{k}": v for k, v in net.det_head.state_dict().items()},
+            **{f"fc8.{k}": v for k, v in net.det_fc8.state_dict().items()},
+        },
+        str(path),
+    )

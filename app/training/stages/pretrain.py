@@ -36,7 +36,6 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -47,162 +46,12 @@ from tqdm import tqdm
 
 from app.model.config import PreprocessConfig
 from app.model.net import SppNet
-from app.ops.boxes import longer_side_share
 from app.training.batchnorm import attach_batchnorm, fold_batchnorm
 from app.training.checkpoint import load_checkpoint, save_checkpoint
+from app.training.recipe import PretrainConfig
+from app.training.stages.pretrain_samples import LabelledObject
 
 log = logging.getLogger(__name__)
-
-
-#: Where stage-1 background windows come from (see ``PretrainConfig.background_source``).
-BACKGROUND_SOURCES = ("random", "proposals")
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Hyper-parameters of stage 1."""
-
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3  # AdamW
-    weight_decay: float = 1e-4
-    sizes: tuple[int, ...] = (224, 180)  # alternate by epoch; the first is the crop size
-    warmup_epochs: int = 0  # epochs first trained at half the sizes (e.g. 112 and 90)
-    context: tuple[float, float] = (0.3, 0.95)  # object side / crop side, uniform
-    context_start: float = 0.75  # the lower bound of ``context`` in epoch 1 (curriculum)
-    crops_per_object: int = 1  # fresh crops of every object per epoch
-    scene_views: int = 0  # extra whole-image views per epoch of each image holding one object
-    background_per_image: int = 0  # background windows per image, class K (0: no such class)
-    background_source: str = "random"  # "random" squares, or "proposals" (selective search)
-    finish_epochs: int = 0  # epochs after the schedule, at ``sizes`` and the final context
-    finish_lr: float = 3e-4  # where the finishing phase's own cosine starts
-    seed: int = 0
-
-    @property
-    def total_epochs(self) -> int:
-        return self.epochs + self.finish_epochs
-
-    def __post_init__(self) -> None:
-        if self.background_source not in BACKGROUND_SOURCES:
-            raise ValueError(
-                f"pretrain.background_source must be one of {BACKGROUND_SOURCES}, "
-                f"not {self.background_source!r}"
-            )
-
-
-@dataclass(frozen=True)
-class LabelledObject:
-    """One training object: which image, its box ``(x1, y1, x2, y2)`` and class index.
-
-    ``context`` fixes the object's share of the crop for this sample instead of drawing it
-    from the epoch's range: a *scene view* of an image that holds only this object uses its
-    share of the image's shorter side, so the crop looks like the whole image does to
-    ``classify`` (objects as small as 7 % of the image, which object crops never show).
-    """
-
-    image_index: int
-    box: tuple[float, float, float, float]
-    class_id: int
-    context: float | None = None
-
-
-#: A background window overlaps every object with IoU below this ...
-BACKGROUND_MAX_IOU = 0.3
-#: ... and covers less than this share of any object's area (so no whole object hides inside).
-BACKGROUND_MAX_COVER = 0.5
-#: Smallest side of a background window, pixels (the smallest generated objects are ~24 px).
-BACKGROUND_MIN_SIDE = 24.0
-
-
-def holds_no_object(windows: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """``bool[M]``: which of ``windows`` ``[M, 4]`` overlap each of ``boxes`` ``[N, 4]`` with
-    IoU below :data:`BACKGROUND_MAX_IOU` and cover less than :data:`BACKGROUND_MAX_COVER` of
-    its area. By hand, not torchvision's box_iou: the cover test needs the intersection."""
-    w = np.asarray(windows, dtype=np.float64).reshape(-1, 1, 4)
-    b = np.asarray(boxes, dtype=np.float64).reshape(1, -1, 4)
-    areas = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    own = (w[..., 2] - w[..., 0]) * (w[..., 3] - w[..., 1])
-    iw = np.clip(np.minimum(w[..., 2], b[..., 2]) - np.maximum(w[..., 0], b[..., 0]), 0.0, None)
-    ih = np.clip(np.minimum(w[..., 3], b[..., 3]) - np.maximum(w[..., 1], b[..., 1]), 0.0, None)
-    inter = iw * ih
-    iou = inter / (own + areas - inter)
-    fine = (iou < BACKGROUND_MAX_IOU) & (inter < BACKGROUND_MAX_COVER * np.maximum(areas, 1e-9))
-    return np.asarray(fine.all(axis=1))
-
-
-def background_windows(
-    rng: np.random.Generator,
-    image_size: tuple[int, int],
-    boxes: np.ndarray,
-    count: int,
-    candidates: np.ndarray | None = None,
-) -> list[tuple[float, float, float, float]]:
-    """Up to ``count`` windows ``(x1, y1, x2, y2)`` inside an image of ``image_size``
-    ``(height, width)`` that hold no object of ``boxes`` ``[N, 4]`` (:func:`holds_no_object`).
-
-    Without ``candidates``: squares with sides log-uniform from :data:`BACKGROUND_MIN_SIDE` to
-    the shorter image side; a window that fails is redrawn (20 tries per window), so a crowded
-    image may yield fewer. With ``candidates`` ``[M, 4]`` (the image's proposals): drawn
-    without replacement from those that pass and whose longer side is at least
-    :data:`BACKGROUND_MIN_SIDE`.
-    """
-    height, width = image_size
-    if candidates is not None:
-        c = np.asarray(candidates, dtype=np.float64).reshape(-1, 4)
-        longer = np.maximum(c[:, 2] - c[:, 0], c[:, 3] - c[:, 1])
-        pool = c[(longer >= BACKGROUND_MIN_SIDE) & holds_no_object(c, boxes)]
-        picked = rng.choice(len(pool), min(count, len(pool)), replace=False)
-        return [(float(x1), float(y1), float(x2), float(y2)) for x1, y1, x2, y2 in pool[picked]]
-    top = float(min(height, width))
-    if top < BACKGROUND_MIN_SIDE:
-        return []
-    windows: list[tuple[float, float, float, float]] = []
-    for _ in range(count * 20):
-        if len(windows) == count:
-            break
-        side = math.exp(rng.uniform(math.log(BACKGROUND_MIN_SIDE), math.log(top)))
-        x1, y1 = rng.uniform(0.0, width - side), rng.uniform(0.0, height - side)
-        if holds_no_object(np.array([x1, y1, x1 + side, y1 + side]), boxes)[0]:
-            windows.append((x1, y1, x1 + side, y1 + side))
-    return windows
-
-
-def samples_of_image(
-    image_index: int,
-    image_size: tuple[int, int],
-    boxes: np.ndarray,
-    class_ids: Sequence[int],
-    difficult: np.ndarray,
-    scene_views: int,
-    background: int = 0,
-    background_class: int = -1,
-    rng: np.random.Generator | None = None,
-    candidates: np.ndarray | None = None,
-) -> list[LabelledObject]:
-    """The stage-1 samples of one image of ``image_size`` ``(height, width)``: a crop of every
-    object not marked difficult, plus ``scene_views`` scene views when it is the image's only
-    object (its longer side's share of the image's shorter side fixes the context), plus
-    ``background`` windows of :func:`background_windows` (drawn with ``rng``, from
-    ``candidates`` when given) labelled
-    ``background_class`` and cropped exactly (context 1)."""
-    samples = []
-    if background > 0:
-        if rng is None or background_class < 0:
-            raise ValueError("background windows need an rng and a background_class >= 0")
-        samples += [
-            LabelledObject(image_index, window, background_class, context=1.0)
-            for window in background_windows(rng, image_size, boxes, background, candidates)
-        ]
-    for box, class_id, hard in zip(boxes, class_ids, difficult, strict=True):
-        if hard:
-            continue
-        x1, y1, x2, y2 = (float(v) for v in box)
-        sample = LabelledObject(image_index, (x1, y1, x2, y2), class_id)
-        samples.append(sample)
-        if len(boxes) == 1:
-            share = min(0.95, longer_side_share(sample.box, *image_size))
-            samples += [replace(sample, context=share)] * scene_views
-    return samples
 
 
 def object_crop(
