@@ -51,7 +51,8 @@ ENV MODEL_STORE=/srv/spp/model_store \
     MPLCONFIGDIR=/tmp/matplotlib
 
 USER 10001:10001
-EXPOSE 8000
+# HTTP (own routes and the Open Inference Protocol's), and the protocol's gRPC (GRPC_PORT).
+EXPOSE 8000 8081
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status != 200)"]
 

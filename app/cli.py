@@ -1,11 +1,14 @@
 """The ``spp`` command: thin argument parsing over the library.
 
 spp detect IMAGE... [--model NAME] [--scales single|multi] [--json] [--draw OUT]
+           [--proposals FILE.json]
 spp classify IMAGE... [--model NAME] [--top-k K]
-spp models
+spp models [--json] | spp models card NAME [--store DIR] [--check]
 spp data shapes --out DIR --seed N --train N --val N --test N
 spp train classify|detect|all --config FILE [--work DIR] [--out DIR]
 spp eval --voc-root DIR --split test (--model NAME [--scales single|multi] | --detections FILE)
+spp import spp-net-release --model-mat FILE [--conv-weights FILE] [--bbox-regressor FILE]
+    --name NAME [--store DIR] [--scales 480,576,688,874,1200] [--half]
 """
 
 from __future__ import annotations
@@ -47,6 +50,31 @@ def _load_detector(args: argparse.Namespace) -> Detector:
     return Detector(model, args.device, args.precision)
 
 
+def _read_proposals(path: str | None, max_count: int, num_images: int) -> np.ndarray | None:
+    """``--proposals FILE.json`` parsed (``None`` without it); exits with the reason when the
+    file is unreadable or not a list of at most ``max_count`` [x1, y1, x2, y2] boxes."""
+    from app.data.client_proposals import ClientProposalsError, parse_client_proposals
+
+    if path is None:
+        return None
+    if num_images != 1:
+        raise SystemExit(f"spp: --proposals needs exactly one image, got {num_images}")
+    try:
+        return parse_client_proposals(Path(path).read_bytes(), max_count)
+    except (OSError, ClientProposalsError) as exc:
+        raise SystemExit(f"spp: {path}: {exc}") from None
+
+
+def _clip(boxes: np.ndarray, image: np.ndarray, args: argparse.Namespace) -> np.ndarray:
+    """``--proposals`` boxes clipped to the image; exits when one is empty after clipping."""
+    from app.data.client_proposals import ClientProposalsError, clip_client_proposals
+
+    try:
+        return clip_client_proposals(boxes, width=image.shape[1], height=image.shape[0])
+    except ClientProposalsError as exc:
+        raise SystemExit(f"spp: {args.proposals}: {exc}") from None
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
@@ -58,13 +86,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
     detector = _load_detector(args)
     options = DetectOptions(scales=args.scales, min_confidence=args.min_confidence)
     config = detector.model.manifest.proposals
+    supplied = _read_proposals(args.proposals, config.max_proposals, len(args.images))
     draw_dir = Path(args.draw) if args.draw else None
     if draw_dir and len(args.images) > 1:
         draw_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for path in tqdm(args.images, desc="detect", disable=len(args.images) < 2 or args.json):
         image = _read_image(path)
-        [result] = detector.detect([image], [propose(image, config)], options)
+        windows = propose(image, config) if supplied is None else _clip(supplied, image, args)
+        [result] = detector.detect([image], [windows], options)
         results[path] = result
         if draw_dir:
             target = draw_dir / f"{Path(path).stem}.jpg" if len(args.images) > 1 else draw_dir
@@ -127,6 +157,32 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_card(args: argparse.Namespace) -> int:
+    """Write (or with ``--check`` compare) ``<store>/<name>/MODEL_CARD.md``."""
+    from app.model.card import CARD_FILE, render_model_card
+    from app.model.store import ModelLoadError, read_manifest, validate_model_name
+
+    try:
+        model_dir = Path(args.store) / validate_model_name(args.name)
+        text = render_model_card(read_manifest(model_dir))
+    except ModelLoadError as exc:
+        raise SystemExit(f"spp: {exc}") from None
+    path = model_dir / CARD_FILE
+    if args.check:
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
+        if current != text:
+            sys.stderr.write(
+                f"spp: {path} is {'missing' if current is None else 'out of date'}; "
+                f"run `spp models card {args.name} --store {args.store}`\n"
+            )
+            return 1
+        sys.stdout.write(f"{path} is up to date\n")
+        return 0
+    path.write_text(text, encoding="utf-8")
+    sys.stdout.write(f"wrote {path}\n")
+    return 0
+
+
 def cmd_data_shapes(args: argparse.Namespace) -> int:
     from app.data.shapes import generate_shapes_dataset
 
@@ -144,7 +200,8 @@ def cmd_data_shapes(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from app.training.pipeline import Pipeline, TrainConfig
+    from app.training.pipeline import Pipeline
+    from app.training.recipe import TrainConfig
 
     config = TrainConfig.from_yaml(Path(args.config))
     work = Path(args.work or f"work_data/{config.name}")
@@ -196,46 +253,165 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from app.model.store import DEFAULT_MODEL_NAME, default_store_dir
+def cmd_import_release(args: argparse.Namespace) -> int:
+    """``spp import spp-net-release``: the SPP_net release's detector into the store."""
+    from app.model.release import ReleaseFormatError, import_spp_net_release
+    from app.model.store import ModelLoadError
 
-    parser = argparse.ArgumentParser(
-        prog="spp", description="SPP-net detection: inference, training, evaluation."
-    )
-    parser.add_argument("--log-level", default="INFO")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", default=DEFAULT_MODEL_NAME, help="model name in the store")
-        p.add_argument("--store", default=str(default_store_dir()), help="model store directory")
-        p.add_argument(
-            "--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)"
+    try:
+        manifest = import_spp_net_release(
+            args.model_mat,
+            name=args.name,
+            store=args.store,
+            conv_weights=args.conv_weights,
+            bbox_regressor=args.bbox_regressor,
+            scales=args.scales,
+            dtype="float16" if args.half else "float32",
+            command=_import_command(args),
         )
-        precision_arg(p)
+    except (ReleaseFormatError, ModelLoadError) as exc:
+        raise SystemExit(f"spp: {exc}") from None
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise SystemExit(f"spp: {where}{exc.strerror or exc}") from None
+    sys.stdout.write(
+        f"wrote {Path(args.store) / manifest.name} ({len(manifest.classes)} classes, "
+        f"{manifest.weights_dtype}, weights sha256 {manifest.weights_sha256}); "
+        f"serve it with MODEL_NAME={manifest.name}\n"
+    )
+    return 0
 
+
+def _import_command(args: argparse.Namespace) -> str:
+    """The import command line as provenance (options in a fixed order)."""
+    parts = ["spp import spp-net-release", f"--model-mat {args.model_mat}"]
+    if args.conv_weights:
+        parts.append(f"--conv-weights {args.conv_weights}")
+    if args.bbox_regressor:
+        parts.append(f"--bbox-regressor {args.bbox_regressor}")
+    parts += [f"--name {args.name}", f"--scales {','.join(str(s) for s in args.scales)}"]
+    return " ".join(parts + (["--half"] if args.half else []))
+
+
+def _scale_list(text: str) -> tuple[int, ...]:
+    try:
+        scales = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not scales or any(s < 32 for s in scales):
+        raise argparse.ArgumentTypeError(f"expected scales of at least 32 pixels, got {text!r}")
+    return scales
+
+
+def add_import_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], store: str) -> None:
+    """``spp import spp-net-release ...`` (docs/serving-release.md)."""
+    kinds = sub.add_parser("import", help="import a model from another format").add_subparsers(
+        dest="source", required=True
+    )
+    p = kinds.add_parser(
+        "spp-net-release",
+        help="the SPP_net release's VOC 2007 detector (Caffe + MATLAB files)",
+    )
+    p.add_argument("--model-mat", required=True, help="data/spp_model/VOC2007/spp_model.mat")
+    p.add_argument(
+        "--conv-weights",
+        default=None,
+        help="the Caffe trunk (default: data/cnn_model/Zeiler_conv5/Zeiler_conv5 of the same "
+        "data package)",
+    )
+    p.add_argument("--bbox-regressor", default=None, help="bbox_regressor_final.mat (optional)")
+    p.add_argument("--name", required=True, help="model name in the store (a new directory)")
+    p.add_argument("--store", default=store, help="model store directory")
+    p.add_argument(
+        "--scales",
+        type=_scale_list,
+        default=(480, 576, 688, 874, 1200),
+        help="multi-scale set, comma-separated (default: spp_demo.m's 480,576,688,874,1200)",
+    )
+    p.add_argument("--half", action="store_true", help="store float16 weights (default float32)")
+    p.set_defaults(func=cmd_import_release)
+
+
+def default_store() -> str:
+    """The model store directory: ``MODEL_STORE`` from the environment (or ``.env``), else the
+    repository's ``model_store/``; the service reads the same setting (``StoreSettings``)."""
+    from app.service.settings import StoreSettings
+
+    return str(StoreSettings().model_store)
+
+
+def model_args(p: argparse.ArgumentParser, store: str) -> None:
+    """``--model``, ``--store``, ``--device`` and ``--precision`` of the inference commands."""
+    from app.model.store import DEFAULT_MODEL_NAME
+
+    p.add_argument("--model", default=DEFAULT_MODEL_NAME, help="model name in the store")
+    p.add_argument("--store", default=store, help="model store directory")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
+    precision_arg(p)
+
+
+def add_detect_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], store: str) -> None:
     p = sub.add_parser("detect", help="detect objects in images")
     p.add_argument("images", nargs="+")
-    model_args(p)
+    model_args(p, store)
     p.add_argument("--scales", choices=("single", "multi"), default="single")
     p.add_argument("--min-confidence", type=float, default=0.5)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument(
         "--draw", metavar="OUT", help="write the image with boxes (a directory for several images)"
     )
+    p.add_argument(
+        "--proposals",
+        metavar="FILE.json",
+        help="your own windows instead of selective search (one image): a JSON array of "
+        "[x1, y1, x2, y2] boxes in the image's pixel frame, 0-based, as /detect's field",
+    )
     p.set_defaults(func=cmd_detect)
 
+
+def add_classify_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], store: str
+) -> None:
     p = sub.add_parser("classify", help="classify whole images (full-image SPP)")
     p.add_argument("images", nargs="+")
-    model_args(p)
+    model_args(p, store)
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true")
     views_arg(p)
     p.set_defaults(func=cmd_classify)
 
-    p = sub.add_parser("models", help="list the models in the store")
-    p.add_argument("--store", default=str(default_store_dir()))
+
+def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], store: str) -> None:
+    """``spp models [--json]`` and ``spp models card NAME [--store DIR] [--check]``."""
+    p = sub.add_parser("models", help="list the models in the store, or write a model card")
+    p.add_argument("--store", default=store)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+    card = p.add_subparsers(dest="models_command").add_parser(
+        "card", help="write <store>/NAME/MODEL_CARD.md from the model's manifest"
+    )
+    card.add_argument("name", help="model name in the store")
+    # SUPPRESS: without --store here, the one given before `card` (or its default) stands.
+    card.add_argument("--store", default=argparse.SUPPRESS, help="model store directory")
+    card.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the card is not current"
+    )
+    card.set_defaults(func=cmd_models_card)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spp", description="SPP-net detection: inference, training, evaluation."
+    )
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+    store = default_store()
+    add_detect_parser(sub, store)
+    add_classify_parser(sub, store)
+    add_models_parser(sub, store)
+    add_import_parser(sub, store)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="dataset", required=True)
     p = data.add_parser("shapes", help="generate the shapes dataset in Pascal VOC layout")
@@ -260,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--work", help="work directory (default work_data/<name>)")
     p.add_argument("--out", help="model directory to write (default <store>/<name>)")
-    p.add_argument("--store", default=str(default_store_dir()))
+    p.add_argument("--store", default=store)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_train)
 
@@ -276,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--model", default=None)
     source.add_argument("--detections", help="JSON list of {image_id, label, score, box}")
-    p.add_argument("--store", default=str(default_store_dir()))
+    p.add_argument("--store", default=store)
     p.add_argument("--scales", choices=("single", "multi"), default="single")
     p.add_argument("--out", default="reports/eval", help="directory for report.json and PR plots")
     p.add_argument("--device", default=None)

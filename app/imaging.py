@@ -27,6 +27,9 @@ scaled to 8 bits (``v / 257``), CMYK goes through Pillow's conversion.
 The minimum side (16 px, one conv5 cell at the original resolution) and the maximum aspect
 ratio (32:1) keep every image meaningful for selective search and the network after resizing
 (at the 2000 px cap on the longer side, the shorter side still has >= 62 px).
+
+The way back, an array -> PNG or JPEG bytes (the service's drawn answers), is
+:func:`encode_image`.
 """
 
 from __future__ import annotations
@@ -167,3 +170,24 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
         logger.debug("mode conversion failed: %r", exc)
         raise ImageError(415, f"unsupported image mode: {mode}") from None
     return np.array(rgb, dtype=np.uint8, copy=True)
+
+
+#: Formats :func:`encode_image` writes, with their media types.
+MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
+
+
+def encode_image(image: np.ndarray, image_format: str) -> bytes:
+    """Encode RGB pixels (``ndarray[H, W, 3] uint8``) as a ``png`` or ``jpeg`` (quality 90) file.
+
+    Raises:
+        ValueError: another ``image_format``.
+    """
+    if image_format not in MEDIA_TYPES:
+        raise ValueError(f"expected image_format png or jpeg, got {image_format!r}")
+    out = io.BytesIO()
+    picture = Image.fromarray(np.ascontiguousarray(image))
+    if image_format == "jpeg":
+        picture.save(out, format="JPEG", quality=90)
+    else:
+        picture.save(out, format="PNG")
+    return out.getvalue()

@@ -35,7 +35,6 @@ from app.ops.spp import spatial_pyramid_pool
 from bench.common import (
     command_line,
     default_model,
-    detector_stages,
     exactly_n_windows,
     fmt_ms,
     full_zf5_model,
@@ -47,7 +46,6 @@ from bench.common import (
     photo_500x375,
     render_section,
     report,
-    reset_detector_stages,
     setup_threads,
     time_ms,
 )
@@ -81,9 +79,8 @@ def time_spp(
     conv, pool = [], []
     pooled, used = torch.empty(0), []
     for _ in range(repeats):
-        reset_detector_stages(detector)
-        pooled, used = detector.pooled_windows(image, boxes, scales)
-        stages = detector_stages(detector)
+        stages: dict[str, float] = {}
+        pooled, used = detector.pooled_windows(image, boxes, scales, timings=stages)
         conv.append(stages.get("resize", 0.0) + stages.get("conv5", 0.0))
         pool.append(stages.get("pooling", 0.0))
     return float(np.median(conv)), float(np.median(pool)), used, pooled

@@ -8,6 +8,11 @@ at IoU 0.5 and 0.7 (``app.evaluation.recall.proposal_recall``). The settings are
 image by image, so a change of machine load hits all of them alike. The recommended side is the
 cheapest whose recall at both thresholds is within one point of full size.
 
+Cap order at the default setting: the first ``cap`` proposals (after the min-size filter and
+the mapping back, as the service keeps them) in the parallel search's merge order
+(``propose``) and in one monolithic OpenCV call's own random order (``propose_monolithic``,
+mean over 3 calls), recall at caps 100, 300, 1000, 2000.
+
 Parallelism at the default setting: the same images sequentially in this process, through a
 pool of 2 threads (what the service does: OpenCV releases the GIL) and through a pool of 2
 processes (pool start-up excluded): throughput ratios against sequential.
@@ -24,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.data.proposals import propose
+from app.data.proposals import propose, search_boxes, search_boxes_monolithic
 from app.evaluation.recall import proposal_recall
 from app.model.config import ProposalConfig
 from bench.common import (
@@ -42,6 +47,8 @@ from bench.common import (
 SECTION = "bench_proposals"
 SIDES = (300, 400, 500, 0)  # 0 = full size
 WORKERS = 2
+CAPS = (100, 300, 1000, 2000)
+MONO_CALLS = 3
 
 
 @dataclass
@@ -77,6 +84,28 @@ def _throughput(images: list[np.ndarray], pool: Executor | None) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
+def cap_order_table(images: list[np.ndarray], gt: list[np.ndarray], mono_calls: int) -> str:
+    """Recall at each cap: the parallel merge order vs the monolithic call's own order."""
+    config = ProposalConfig()
+    merged = [search_boxes(image, config) for image in images]
+    monos = [
+        [search_boxes_monolithic(image, config) for image in images] for _ in range(mono_calls)
+    ]
+    rows = []
+    for cap in CAPS:
+        row = [str(cap)]
+        mono = [proposal_recall([b[:cap] for b in m], gt, (0.5, 0.7)).recall for m in monos]
+        ours = proposal_recall([b[:cap] for b in merged], gt, (0.5, 0.7)).recall
+        for t in (0.5, 0.7):
+            row += [f"{np.mean([r[t] for r in mono]):.3f}", f"{ours[t]:.3f}"]
+        rows.append(row)
+    sizes = f"{np.mean([len(b) for b in merged]):.0f}"
+    table = markdown_table(
+        ["cap", "monolithic @0.5", "merge @0.5", "monolithic @0.7", "merge @0.7"], rows
+    )
+    return f"{sizes} proposals per image before the cap.\n\n{table}"
+
+
 def run(count: int, parallel_count: int, quick: bool) -> str:
     setup_threads()
     machine = machine_description()
@@ -93,6 +122,8 @@ def run(count: int, parallel_count: int, quick: bool) -> str:
                 results[side].proposals.append(boxes)
             log(f"  image {index + 1}/{count}")
         gt = [image.gt_boxes for image in images]
+        log("cap order: merge order vs monolithic order")
+        cap_order = cap_order_table([i.rgb for i in images], gt, 1 if quick else MONO_CALLS)
         for result in results.values():
             recall = proposal_recall(result.proposals, gt, (0.5, 0.7))
             result.recall = dict(recall.recall)
@@ -180,6 +211,12 @@ def run(count: int, parallel_count: int, quick: bool) -> str:
         table,
         f"Cheapest side within one point of full size at both IoU 0.5 and 0.7: **{best.label}**;"
         f" this {verdict} (`ProposalConfig.max_side` = {default_side}).",
+        "",
+        f"Cap order at the default settings (max side {ProposalConfig().max_side}, min size "
+        f"{ProposalConfig().min_size:g}): recall of the first `cap` proposals in the parallel "
+        "search's merge order (`propose`, reproducible) and in one monolithic OpenCV call's "
+        f"own random order (mean of {1 if quick else MONO_CALLS} calls; the order the service "
+        "used before). " + cap_order,
         "",
         f"Several images at once ({len(batch)} images at the default side, pool start-up "
         "excluded; each pool worker runs OpenCV with 1 thread, the sequential run with 2):",

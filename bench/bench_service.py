@@ -256,6 +256,9 @@ def run(duration_s: float, levels: tuple[int, ...], quick: bool) -> str:
             "MODEL_STORE": str(store),
             "DEVICE": "cpu",
             "LOG_LEVEL": "WARNING",
+            # Every request posts the same image: with the proposal cache on, all but the
+            # first would skip selective search. Off, each request pays the whole pipeline.
+            "PROPOSAL_CACHE_SIZE": "0",
         }
         log_path = tmp / "server.log"
         with log_path.open("wb") as server_log:
@@ -341,7 +344,8 @@ def run(duration_s: float, levels: tuple[int, ...], quick: bool) -> str:
         f"default settings, `DEVICE=cpu`), ready after {ready_s:.1f} s "
         f"(`/readyz` model: {ready.get('model')}). Each request posts the same generated shapes "
         f"image ({size}, JPEG, {len(image_bytes) / 1024:.0f} KiB) to `/detect` (JSON, default "
-        f"options, so selective search runs on every request); {duration_s:.0f} s per "
+        f"options, `PROPOSAL_CACHE_SIZE=0`, so selective search runs on every request); "
+        f"{duration_s:.0f} s per "
         "concurrency level after 2 warm-up requests, over loopback from one asyncio `httpx` "
         "client in this process. Latency percentiles are over the 200 responses.",
         "",

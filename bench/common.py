@@ -211,18 +211,6 @@ def fmt_ms(ms: float) -> str:
     return f"{ms:.2f}" if ms < 10 else f"{ms:.1f}" if ms < 1000 else f"{ms:.0f}"
 
 
-def detector_stages(detector: Any) -> dict[str, float]:
-    """The stage times (ms) ``Detector`` accumulated since the last reset (a copy)."""
-    return dict(detector._stages)
-
-
-def reset_detector_stages(detector: Any) -> None:
-    """Zero ``Detector``'s stage timers (``detect`` does it itself; ``pooled_windows`` not)."""
-    from collections import defaultdict
-
-    detector._stages = defaultdict(float)
-
-
 # ---------------------------------------------------------------------------------- images
 
 

@@ -361,6 +361,7 @@ def service_settings(**overrides: Any) -> Any:
         "max_batch_size": 8,
         "batch_wait_ms": 2.0,
         "log_level": "INFO",
+        "grpc_port": 0,  # off: tests that want the gRPC server pick a free port
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -382,16 +383,15 @@ class AppMaker:
     def __init__(self, detector: ControlledDetector) -> None:
         self.detector = detector
 
-    def app(self, *, detector: Any = None, loader: Any = None, proposer: Any = None,
+    def app(self, *, detector: Any = None, loader: Any = None, searcher: Any = None,
             **settings: Any) -> Any:  # fmt: skip
-        from app.data.proposals import propose
         from app.service.factory import create_app
 
         chosen = detector or self.detector
         return create_app(
             service_settings(**settings),
             detector_loader=loader or (lambda _settings: chosen),
-            proposer=proposer or propose,
+            searcher=searcher,
         )
 
     @contextlib.contextmanager

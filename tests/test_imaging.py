@@ -1,14 +1,16 @@
-"""``app.imaging.decode_image`` on the generated corpus of bad and awkward images."""
+"""``app.imaging.decode_image`` on the generated corpus of bad and awkward images, and
+``encode_image`` back."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from app.imaging import ImageError, decode_image
+from app.imaging import MEDIA_TYPES, ImageError, decode_image, encode_image
 
 MAX_PIXELS = 40_000_000
 
@@ -81,3 +83,24 @@ def test_exif_orientation_gives_the_displayed_frame(images: Any) -> None:
     assert image.shape == (64, 48, 3)
     found = images.bright_box(image)
     assert all(abs(a - b) <= 2 for a, b in zip(found, images.exif_square_displayed, strict=True))
+
+
+def test_encode_png_round_trips_exactly() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    data = encode_image(image, "png")
+    assert Image.open(io.BytesIO(data)).format == "PNG"
+    np.testing.assert_array_equal(decode_image(data, max_pixels=MAX_PIXELS), image)
+
+
+def test_encode_jpeg_is_close() -> None:
+    image = np.zeros((32, 48, 3), np.uint8)
+    image[:, 24:] = (200, 40, 90)  # two flat halves: little to lose at quality 90
+    data = encode_image(image, "jpeg")
+    assert Image.open(io.BytesIO(data)).format == "JPEG"
+    decoded = decode_image(data, max_pixels=MAX_PIXELS).astype(int)
+    assert decoded.shape == image.shape
+    assert np.abs(decoded[:, :20] - image[:, :20]).max() <= 8
+    assert np.abs(decoded[:, 28:] - image[:, 28:]).max() <= 8
+    assert set(MEDIA_TYPES) == {"png", "jpeg"}
+    with pytest.raises(ValueError, match="expected image_format png or jpeg, got 'gif'"):
+        encode_image(image, "gif")

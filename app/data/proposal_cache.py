@@ -1,8 +1,10 @@
 """Selective-search proposals for a whole dataset split, computed in parallel and cached.
 
 Proposals cost about a second per image, and training and evaluation both need them for the
-same images, so they are stored once per (split, proposal settings) in one safetensors file
-(plain float32 arrays keyed by image id).
+same images, so they are stored once per (split, proposal settings, search method) in one
+safetensors file (plain float32 arrays keyed by image id). Each image is searched in one worker
+process with :func:`app.data.proposals.propose` in-process (``workers=0``): the images are the
+parallelism, and the result is the one the service gives for the same pixels.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
-from app.data.proposals import propose
+from app.data.proposals import SEARCH_METHOD, propose
 from app.data.voc import VocDataset
 from app.model.config import ProposalConfig
 
@@ -26,12 +28,14 @@ log = logging.getLogger(__name__)
 
 
 def proposal_settings_key(config: ProposalConfig) -> str:
-    """A short stable hash of the proposal settings, part of the cache file name."""
+    """A short stable hash of the proposal settings and of the search method
+    (:data:`app.data.proposals.SEARCH_METHOD`), part of the cache file name."""
     payload = json.dumps(
         {
             "max_side": config.max_side,
             "max_proposals": config.max_proposals,
             "min_size": config.min_size,
+            "method": SEARCH_METHOD,
         },
         sort_keys=True,
     )

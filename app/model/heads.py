@@ -13,15 +13,17 @@ from torch import Tensor, nn
 
 
 class FcHead(nn.Module):
-    """fc6 (D -> F) + ReLU + dropout, fc7 (F -> F) + ReLU + dropout.
+    """fc6 (D -> F) + ReLU + dropout, fc7 (F -> F7) + ReLU + dropout (``F7 = out_dim or F``).
 
-    Input ``Tensor[N, D]`` pooled vectors, output ``Tensor[N, F]`` (after the fc7 ReLU).
+    Input ``Tensor[N, D]`` pooled vectors, output ``Tensor[N, F7]`` (after the fc7 ReLU).
     """
 
-    def __init__(self, in_dim: int, fc_dim: int, dropout: float) -> None:
+    def __init__(
+        self, in_dim: int, fc_dim: int, dropout: float, out_dim: int | None = None
+    ) -> None:
         super().__init__()
         self.fc6 = nn.Linear(in_dim, fc_dim)
-        self.fc7 = nn.Linear(fc_dim, fc_dim)
+        self.fc7 = nn.Linear(fc_dim, fc_dim if out_dim is None else out_dim)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:

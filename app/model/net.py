@@ -19,18 +19,26 @@ class SppNet(nn.Module):
     * ``det_head``: fc6/fc7 fine-tuned on windows; ``det_fc8`` is the (K+1)-way layer used only
       while fine-tuning (background = 0) and is kept so fine-tuning can resume.
     * ``svm``, ``bbox``, ``platt``: per-class scoring, box regression and calibration.
+
+    Without ``config.classifier`` (an imported detector) ``cls_head`` and ``cls_fc8`` do not
+    exist: neither as attributes nor in the state dict.
     """
+
+    cls_head: FcHead
+    cls_fc8: nn.Linear
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         dim, fc, k = config.spp_dim, config.fc_dim, config.num_classes
+        fc7 = config.feature_dim
         self.trunk = ZF5Trunk(config)
-        self.cls_head = FcHead(dim, fc, config.dropout)
-        self.cls_fc8 = nn.Linear(fc, k + int(config.cls_background))
-        self.det_head = FcHead(dim, fc, config.dropout)
-        self.det_fc8 = nn.Linear(fc, k + 1)
-        self.svm = SvmScorer(k, fc)
+        if config.classifier:
+            self.cls_head = FcHead(dim, fc, config.dropout, fc7)
+            self.cls_fc8 = nn.Linear(fc7, k + int(config.cls_background))
+        self.det_head = FcHead(dim, fc, config.dropout, fc7)
+        self.det_fc8 = nn.Linear(fc7, k + 1)
+        self.svm = SvmScorer(k, fc7)
         self.bbox = BoxRegressor(k, dim)
         self.platt = PlattCalibration(k)
 
@@ -43,6 +51,11 @@ class SppNet(nn.Module):
         Returns:
             Tensor[B, K] (``[B, K + 1]`` with ``cls_background``, background last): class
             logits (softmax gives probabilities).
+
+        Raises:
+            ValueError: the network has no classification head (``config.classifier`` false).
         """
+        if not self.config.classifier:
+            raise ValueError("this model has no whole-image classification head")
         pooled = spatial_pyramid_pool(self.trunk(images), self.config.levels)  # [B, D]
         return self.cls_fc8(self.cls_head(pooled))

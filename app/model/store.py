@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from app.model.config import DetectionConfig, ModelConfig, PreprocessConfig, ProposalConfig
+from app.model.config import (
+    DetectionConfig,
+    ModelConfig,
+    PreprocessConfig,
+    ProposalConfig,
+    WindowConfig,
+)
 from app.model.net import SppNet
 
 MANIFEST_FILE = "manifest.json"
@@ -55,6 +60,8 @@ class Manifest(BaseModel):
     model: ModelConfig
     preprocess: PreprocessConfig = PreprocessConfig()
     detection: DetectionConfig = DetectionConfig()
+    windows: WindowConfig = WindowConfig()
+    """Scale choice, box scaling and projection of windows (SPEC's rules unless imported)."""
     proposals: ProposalConfig = ProposalConfig()
     weights_file: str = WEIGHTS_FILE
     weights_dtype: WeightsDtype = "float16"
@@ -215,7 +222,7 @@ def save_model(
     """Write ``out_dir/manifest.json`` and ``out_dir/weights.safetensors``.
 
     ``manifest_fields`` are the remaining :class:`Manifest` fields (preprocess, detection,
-    proposals, description, training, metrics).
+    windows, proposals, description, training, metrics).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -295,10 +302,3 @@ def build_random_model(
 
 #: The model used when none is named (the embedded default, trained by ``spp train all``).
 DEFAULT_MODEL_NAME = "zf5-shapes"
-
-
-def default_store_dir() -> Path:
-    """``$MODEL_STORE`` when set, else the repository's ``model_store/``."""
-    return Path(
-        os.environ.get("MODEL_STORE") or Path(__file__).resolve().parents[2] / "model_store"
-    )

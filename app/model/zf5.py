@@ -45,31 +45,38 @@ class WithinChannelLRN(nn.Module):
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}"
 
 
-def _conv(in_ch: int, out_ch: int, kernel: int, stride: int) -> nn.Conv2d:
-    # Padding floor(k/2) everywhere: conv5 cell j is centred on image pixel 16 * j.
-    return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2)
+def _conv(in_ch: int, out_ch: int, kernel: int, stride: int, pad: int) -> nn.Conv2d:
+    # SPEC pads floor(k/2) everywhere, so conv5 cell j is centred on image pixel 16 * j.
+    return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=pad)
+
+
+def _pool(config: ModelConfig) -> nn.MaxPool2d:
+    return nn.MaxPool2d(3, stride=2, padding=config.pool_pad, ceil_mode=config.pool_ceil_mode)
 
 
 class ZF5Trunk(nn.Module):
     """conv1 .. conv5 of ZF-5 (with ReLU), total stride 16.
 
     Input ``Tensor[B, 3, H, W]`` (mean-subtracted, channel order of the manifest); output
-    ``Tensor[B, C5, ceil(H/16), ceil(W/16)]`` for H, W multiples of 16 (in general each stride-2
-    layer maps a side a to floor((a - 1) / 2) + 1).
+    ``Tensor[B, C5, H5, W5]``. With SPEC's geometry (``config.conv_pads`` (3, 2, 1, 1, 1), pools
+    padded by 1) ``H5 = ceil(H/16)`` for H a multiple of 16 (in general each stride-2 layer maps a
+    side a to floor((a - 1) / 2) + 1). With the SPP_net release's ((1, 0, 1, 1, 1), unpadded
+    ceil-mode pools) a 224 input gives 13: conv1 110, pool 55, conv2 26, pool 13.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         c1, c2, c3, c4, c5 = config.conv_channels
-        self.conv1 = _conv(3, c1, 7, 2)
+        p1, p2, p3, p4, p5 = config.conv_pads
+        self.conv1 = _conv(3, c1, 7, 2, p1)
         self.norm1 = WithinChannelLRN(config.lrn_size, config.lrn_alpha, config.lrn_beta)
-        self.pool1 = nn.MaxPool2d(3, stride=2, padding=1)
-        self.conv2 = _conv(c1, c2, 5, 2)
+        self.pool1 = _pool(config)
+        self.conv2 = _conv(c1, c2, 5, 2, p2)
         self.norm2 = WithinChannelLRN(config.lrn_size, config.lrn_alpha, config.lrn_beta)
-        self.pool2 = nn.MaxPool2d(3, stride=2, padding=1)
-        self.conv3 = _conv(c2, c3, 3, 1)
-        self.conv4 = _conv(c3, c4, 3, 1)
-        self.conv5 = _conv(c4, c5, 3, 1)
+        self.pool2 = _pool(config)
+        self.conv3 = _conv(c2, c3, 3, 1, p3)
+        self.conv4 = _conv(c3, c4, 3, 1, p4)
+        self.conv5 = _conv(c4, c5, 3, 1, p5)
         self.out_channels = c5
 
     def forward(self, x: Tensor) -> Tensor:

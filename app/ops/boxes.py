@@ -18,10 +18,12 @@ __all__ = [
     "BBOX_DELTA_CLAMP",
     "TARGET_WINDOW_AREA",
     "ResizePlan",
+    "choose_scale_by_expected_side",
     "choose_scale_per_window",
     "clip_boxes",
     "decode_boxes",
     "encode_boxes",
+    "inclusive_to_exclusive",
     "resize_plan",
     "scaled_size",
 ]
@@ -119,7 +121,24 @@ def _check_boxes(name: str, boxes: Tensor) -> None:
         raise ValueError(f"expected floating {name}, got {boxes.dtype}")
 
 
-def choose_scale_per_window(boxes: Tensor, scales: Sequence[int], short_side: int) -> Tensor:
+def _window_areas(boxes: Tensor, inclusive: bool) -> Tensor:
+    """``(x2 - x1) (y2 - y1)``, or with ``inclusive`` ``(x2 - x1 + 1) (y2 - y1 + 1)``, float64."""
+    coords = boxes.to(torch.float64)
+    widths = coords[:, 2] - coords[:, 0]
+    heights = coords[:, 3] - coords[:, 1]
+    if inclusive:
+        return (widths + 1.0) * (heights + 1.0)
+    return widths * heights
+
+
+def choose_scale_per_window(
+    boxes: Tensor,
+    scales: Sequence[int],
+    short_side: int,
+    *,
+    target_side: float = 224.0,
+    inclusive: bool = False,
+) -> Tensor:
     """Pick, per window, the scale whose scaled window area is closest to 224 * 224 (SPEC 4).
 
     The window ``(x1, y1, x2, y2)`` of an image with shorter side ``m`` has area
@@ -131,6 +150,8 @@ def choose_scale_per_window(boxes: Tensor, scales: Sequence[int], short_side: in
         boxes (Tensor[K, 4]): windows in original-image pixels.
         scales: candidate shorter-side lengths (any order).
         short_side: ``m``, the shorter side of the original image in pixels.
+        target_side: the side (resized pixels) of the square the areas are compared with.
+        inclusive: areas with pixel-set widths ``w = x2 - x1 + 1`` (and heights likewise).
 
     Returns:
         LongTensor[K] on ``boxes.device``: indices into ``scales``.
@@ -142,16 +163,61 @@ def choose_scale_per_window(boxes: Tensor, scales: Sequence[int], short_side: in
     short_side = _positive_int("short_side", short_side)
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    coords = boxes.to(torch.float64)
-    area = (coords[:, 2] - coords[:, 0]) * (coords[:, 3] - coords[:, 1])  # [K] original pixels
+    area = _window_areas(boxes, inclusive)  # [K] original pixels
     ascending = sorted(range(len(values)), key=lambda index: (values[index], index))
     squares = torch.tensor(
         [float(values[i]) ** 2 for i in ascending], dtype=torch.float64, device=boxes.device
     )
-    target = float(TARGET_WINDOW_AREA) * float(short_side) ** 2
+    target = float(target_side) ** 2 * float(short_side) ** 2
     distance = (area[:, None] * squares[None, :] - target).abs()  # [K, S], scales ascending
     best = distance.argmin(dim=1)  # first minimum: the smaller scale on a tie
     return torch.tensor(ascending, dtype=torch.int64, device=boxes.device)[best]
+
+
+def choose_scale_by_expected_side(
+    boxes: Tensor,
+    scales: Sequence[int],
+    short_side: int,
+    *,
+    target_side: float,
+    inclusive: bool = True,
+) -> Tensor:
+    """Pick, per window, the scale closest to its expected scale (the SPP_net release's rule).
+
+    ``spm_expected_scale.m``: ``e = round(target_side * m / sqrt(area))`` with MATLAB's round
+    (halves up, exactly) and ``area = (x2 - x1 + 1) (y2 - y1 + 1)`` (``inclusive``, the
+    release) or ``(x2 - x1) (y2 - y1)``; then ``spp_features_convX_to_poolX.m``: the scale with
+    the least ``|s - e|``, the first listed on a tie. In float64, in MATLAB's order of
+    operations. A window of zero area (possible only without ``inclusive``) expects an infinite
+    scale and, as with MATLAB's ``min`` over infinite distances, takes the first listed.
+
+    Args:
+        boxes (Tensor[K, 4]): windows in original-image pixels.
+        scales: candidate shorter-side lengths, in their listed order.
+        short_side: ``m``, the shorter side of the original image in pixels.
+        target_side: side of the square window (resized pixels) a scale should make the window
+            (the release's ``sz_conv_standard * step_standard`` = 208).
+        inclusive: pixel-set areas (the release), else ``(x2 - x1) (y2 - y1)``.
+
+    Returns:
+        LongTensor[K] on ``boxes.device``: indices into ``scales``.
+    """
+    _check_boxes("boxes", boxes)
+    values = [_positive_int("scale", s) for s in scales]
+    if not values:
+        raise ValueError("expected at least one scale")
+    short_side = _positive_int("short_side", short_side)
+    if not math.isfinite(target_side) or target_side <= 0:
+        raise ValueError(f"expected a positive target_side, got {target_side!r}")
+    if boxes.shape[0] == 0:
+        return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    area = _window_areas(boxes, inclusive)  # [K]
+    expected = float(target_side) * float(short_side) / torch.sqrt(area)  # [K], may be inf
+    floor = torch.floor(expected)
+    expected = torch.where(expected - floor >= 0.5, floor + 1.0, floor)  # MATLAB round, x >= 0
+    candidates = torch.tensor(values, dtype=torch.float64, device=boxes.device)
+    distance = (candidates[None, :] - expected[:, None]).abs()  # [K, S], listed order
+    return distance.argmin(dim=1)  # the first minimum: the first listed on a tie
 
 
 def _centres_and_sizes(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -241,3 +307,21 @@ def clip_boxes(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
     clipped[:, 0::2] = clipped[:, 0::2].clamp(0, width - 1)
     clipped[:, 1::2] = clipped[:, 1::2].clamp(0, height - 1)
     return clipped
+
+
+def inclusive_to_exclusive(boxes: Tensor) -> Tensor:
+    """Boxes with inclusive pixel extents as corner boxes: ``(x1, y1, x2 + 1, y2 + 1)``.
+
+    Measured by ``torchvision.ops`` (widths ``x2 - x1``), the result has the pixel-set widths
+    ``x2 - x1 + 1`` of the VOC convention, and overlaps ``min(x2) - max(x1) + 1`` clamped at 0:
+    NMS on it is NMS with the "+1" areas (the SPP_net release's ``nms_multiclass_mex.cpp``).
+
+    Args:
+        boxes (Tensor[K, 4]): ``(x1, y1, x2, y2)`` inclusive pixels.
+
+    Returns:
+        Tensor[K, 4]: a new tensor of the same dtype.
+    """
+    _check_boxes("boxes", boxes)
+    shift = torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=boxes.dtype, device=boxes.device)
+    return boxes + shift

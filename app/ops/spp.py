@@ -1,7 +1,8 @@
 """Spatial pyramid pooling (SPEC sections 2 and 3): the public API.
 
 * :func:`spatial_pyramid_pool` pools a whole feature map (classification; differentiable).
-* :func:`project_windows` maps image windows to inclusive conv5 cells (paper appendix).
+* :func:`project_windows` maps image windows to inclusive conv5 cells (paper appendix);
+  :func:`project_windows_offset` does it by the SPP_net release's rule.
 * :func:`roi_spp` pools many windows of many maps at once (detection). It dispatches on the
   device: CUDA -> one Triton kernel launch (``_spp_triton``), CPU -> a compiled numba loop
   (``_spp_cpu``), anything else (or no numba, NaNs in the map, or a map that needs gradients)
@@ -17,6 +18,7 @@ level, channel-major then row then column (``pooled.reshape(C, n, n).flatten()``
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import torch
@@ -28,6 +30,7 @@ from app.ops._spp_layout import pyramid_layout, validate_levels
 __all__ = [
     "DEFAULT_LEVELS",
     "project_windows",
+    "project_windows_offset",
     "roi_spp",
     "roi_spp_reference",
     "spatial_pyramid_pool",
@@ -113,6 +116,28 @@ def spatial_pyramid_pool(features: Tensor, levels: Sequence[int] = DEFAULT_LEVEL
     return torch.cat(pooled, dim=1)
 
 
+def _check_windows(boxes: Tensor, feature_size: tuple[int, int]) -> Tensor:
+    """Validate windows and a map size for projection; return the windows as float64."""
+    if not isinstance(boxes, Tensor):
+        raise ValueError(f"expected boxes to be a Tensor, got {type(boxes).__name__}")
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"expected boxes of shape [K, 4], got {tuple(boxes.shape)}")
+    if len(feature_size) != 2 or any(
+        isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in feature_size
+    ):
+        raise ValueError(f"expected feature_size (H5, W5) of positive ints, got {feature_size!r}")
+    if boxes.dtype.is_complex or boxes.dtype == torch.bool:
+        raise ValueError(f"expected real boxes, got {boxes.dtype}")
+    coords = boxes.to(torch.float64)
+    if coords.shape[0] == 0:
+        return coords
+    if not bool(torch.isfinite(coords).all()):
+        raise ValueError("expected finite box coordinates")
+    if bool((coords[:, 2] < coords[:, 0]).any() | (coords[:, 3] < coords[:, 1]).any()):
+        raise ValueError("expected boxes with x1 <= x2 and y1 <= y2")
+    return coords
+
+
 def project_windows(boxes: Tensor, feature_size: tuple[int, int], stride: int = 16) -> Tensor:
     """Project image windows onto inclusive feature-map cells (SPEC section 3, paper appendix).
 
@@ -130,26 +155,12 @@ def project_windows(boxes: Tensor, feature_size: tuple[int, int], stride: int = 
         LongTensor[K, 4]: ``(left, top, right, bottom)`` inclusive cells on ``boxes.device``,
         with ``0 <= left <= right < W5`` and ``0 <= top <= bottom < H5``.
     """
-    if not isinstance(boxes, Tensor):
-        raise ValueError(f"expected boxes to be a Tensor, got {type(boxes).__name__}")
-    if boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"expected boxes of shape [K, 4], got {tuple(boxes.shape)}")
-    if len(feature_size) != 2 or any(
-        isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in feature_size
-    ):
-        raise ValueError(f"expected feature_size (H5, W5) of positive ints, got {feature_size!r}")
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"expected a positive integer stride, got {stride!r}")
-    if boxes.dtype.is_complex or boxes.dtype == torch.bool:
-        raise ValueError(f"expected real boxes, got {boxes.dtype}")
+    coords = _check_windows(boxes, feature_size)
     height, width = feature_size
-    if boxes.shape[0] == 0:
+    if coords.shape[0] == 0:
         return torch.empty((0, 4), dtype=torch.int64, device=boxes.device)
-    coords = boxes.to(torch.float64)
-    if not bool(torch.isfinite(coords).all()):
-        raise ValueError("expected finite box coordinates")
-    if bool((coords[:, 2] < coords[:, 0]).any() | (coords[:, 3] < coords[:, 1]).any()):
-        raise ValueError("expected boxes with x1 <= x2 and y1 <= y2")
     x1, y1, x2, y2 = (coords / stride).unbind(1)
     left = torch.floor(x1).long() + 1
     top = torch.floor(y1).long() + 1
@@ -163,6 +174,57 @@ def project_windows(boxes: Tensor, feature_size: tuple[int, int], stride: int = 
     right = torch.where(collapse_x, mid_x, right).clamp(0, width - 1)
     top = torch.where(collapse_y, mid_y, top).clamp(0, height - 1)
     bottom = torch.where(collapse_y, mid_y, bottom).clamp(0, height - 1)
+    return torch.stack([left, top, right, bottom], dim=1)
+
+
+def project_windows_offset(
+    boxes: Tensor, feature_size: tuple[int, int], *, offset0: float, offset: float, step: float
+) -> Tensor:
+    """Project windows onto inclusive feature-map cells by the SPP_net release's rule.
+
+    ``spm_pool_caffe_mex.cpp`` on the 1-based box ``(X1, Y1, X2, Y2) = (x1 + 1, ..., y2 + 1)``
+    (already at the map's scale): ``left = floor((X1 - offset0 + offset) / step + 0.5) + 1``,
+    ``right = ceil((X2 - offset0 - offset) / step - 0.5) + 1`` (top/bottom likewise); when
+    ``left > right`` both become ``(left + right) / 2`` truncated toward zero (C integer
+    division); then clamped to ``[1, W5]`` (``[1, H5]``) and returned 0-based. In float64, in the
+    C++'s order of operations.
+
+    Args:
+        boxes (Tensor[K, 4]): ``(x1, y1, x2, y2)`` pixels, 0-based, ``x1 <= x2``, ``y1 <= y2``.
+        feature_size: ``(H5, W5)`` of the feature map.
+        offset0: image position (1-based pixels) of the first cell's reference point.
+        offset: pixels the window shrinks by on each side.
+        step: pixels per cell.
+
+    Returns:
+        LongTensor[K, 4]: ``(left, top, right, bottom)`` inclusive 0-based cells on
+        ``boxes.device``, with ``0 <= left <= right < W5`` and ``0 <= top <= bottom < H5``.
+    """
+    if not all(math.isfinite(v) for v in (offset0, offset, step)) or step <= 0:
+        raise ValueError(
+            f"expected finite offset0, offset and a positive step, got {(offset0, offset, step)}"
+        )
+    coords = _check_windows(boxes, feature_size)
+    height, width = feature_size
+    if coords.shape[0] == 0:
+        return torch.empty((0, 4), dtype=torch.int64, device=boxes.device)
+    x1, y1, x2, y2 = (coords + 1.0).unbind(1)  # 1-based
+
+    def low(v: Tensor) -> Tensor:
+        return torch.floor((v - offset0 + offset) / step + 0.5).long() + 1
+
+    def high(v: Tensor) -> Tensor:
+        return torch.ceil((v - offset0 - offset) / step - 0.5).long() + 1
+
+    left, top, right, bottom = low(x1), low(y1), high(x2), high(y2)
+    mid_x = torch.div(left + right, 2, rounding_mode="trunc")
+    mid_y = torch.div(top + bottom, 2, rounding_mode="trunc")
+    collapse_x = left > right
+    collapse_y = top > bottom
+    left = torch.where(collapse_x, mid_x, left).clamp(1, width) - 1
+    right = torch.where(collapse_x, mid_x, right).clamp(1, width) - 1
+    top = torch.where(collapse_y, mid_y, top).clamp(1, height) - 1
+    bottom = torch.where(collapse_y, mid_y, bottom).clamp(1, height) - 1
     return torch.stack([left, top, right, bottom], dim=1)
 
 

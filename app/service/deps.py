@@ -1,6 +1,6 @@
-"""FastAPI dependencies: settings, service state, the pipeline / detector, and API-key auth.
+"""FastAPI dependencies: settings, service state, the inference engine / detector, API-key auth.
 
-Routes take these through the ``Annotated`` aliases (``PipelineDep``, ``DetectorDep``, ...);
+Routes take these through the ``Annotated`` aliases (``EngineDep``, ``DetectorDep``, ...);
 tests override the underlying functions with ``app.dependency_overrides``.
 """
 
@@ -12,8 +12,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from app.inference.detector import Detector
+from app.service.engine import InferenceEngine
 from app.service.metrics import ServiceMetrics
-from app.service.pipeline import InferencePipeline
 from app.service.settings import Settings
 from app.service.state import ServiceState
 
@@ -41,21 +41,21 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 
 
-def get_pipeline(state: StateDep) -> InferencePipeline:
-    """The ready pipeline, or 503 with the reason the model is not ready."""
-    if state.status != "ready" or state.pipeline is None:
+def get_engine(state: StateDep) -> InferenceEngine:
+    """The ready inference engine, or 503 with the reason the model is not ready."""
+    if state.status != "ready" or state.engine is None:
         raise HTTPException(
             503, f"model not ready: {state.reason or state.status}", headers={"Retry-After": "5"}
         )
-    return state.pipeline
+    return state.engine
 
 
-PipelineDep = Annotated[InferencePipeline, Depends(get_pipeline)]
+EngineDep = Annotated[InferenceEngine, Depends(get_engine)]
 
 
-def get_detector(pipeline: PipelineDep) -> Detector:
+def get_detector(engine: EngineDep) -> Detector:
     """The loaded detector (503 until it is ready)."""
-    return pipeline.detector
+    return engine.detector
 
 
 DetectorDep = Annotated[Detector, Depends(get_detector)]

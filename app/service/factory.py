@@ -1,5 +1,6 @@
-"""``create_app``: settings, lifespan (load + warm-up in the background, drain on exit),
-middleware, error handlers, routers and the static web page."""
+"""``create_app``: settings, lifespan (load + warm-up in the background, the Open Inference
+Protocol's gRPC server, drain on exit), middleware, error handlers, routers (the v2 routes
+included) and the static web page."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.data.proposals import propose
 from app.service.errors import install_error_handlers
 from app.service.logs import configure_logging
 from app.service.metrics import ServiceMetrics
 from app.service.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
-from app.service.pipeline import Proposer
+from app.service.oip.mount import OipMount
+from app.service.proposing import Searcher
 from app.service.routes import classify, detect, health, models
 from app.service.settings import Settings
 from app.service.state import DetectorLoader, ServiceState, load_detector
@@ -32,18 +33,22 @@ def create_app(
     settings: Settings | None = None,
     *,
     detector_loader: DetectorLoader = load_detector,
-    proposer: Proposer = propose,
+    searcher: Searcher | None = None,
 ) -> FastAPI:
     """Build the service.
 
     Args:
         settings: defaults to ``Settings()`` read from the environment.
         detector_loader: blocking ``settings -> Detector``; tests pass a tiny model's.
-        proposer: ``propose(image, config, max_proposals)``; tests may pass a fast stub.
+        searcher: ``(image, config) -> every proposal before the cap``, run in the CPU
+            threads instead of selective search on the process pool (tests, benchmarks);
+            ``None``: the pool of ``PROPOSAL_WORKERS`` processes, made in the lifespan.
 
     Nothing is loaded here: the lifespan starts loading the model in a thread and yields at
-    once, so ``/healthz`` answers while ``/readyz`` is 503 until the model is warm.
-    On exit it stops taking model requests and finishes the queued ones.
+    once, so ``/healthz`` answers while ``/readyz`` is 503 until the model is warm; it also
+    starts the gRPC server on ``GRPC_PORT`` (unless 0; a taken port fails the start). On exit
+    it stops the gRPC server (calls in progress finish), stops taking model requests and
+    finishes the queued ones.
     """
     settings = settings or Settings()
     metrics = ServiceMetrics()
@@ -63,11 +68,13 @@ def create_app(
                 }
             },
         )
-        loading = asyncio.create_task(service.load(detector_loader, proposer), name="model-load")
+        loading = asyncio.create_task(service.load(detector_loader, searcher), name="model-load")
         try:
+            await oip.start_grpc()
             yield
         finally:
             logger.info("stopping: draining in-flight requests")
+            await oip.stop_grpc()
             await service.stop()
             if not loading.done():
                 await loading  # a thread cannot be cancelled; let the load finish and clean up
@@ -80,6 +87,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+    oip = OipMount(service, settings, metrics, server_version=app.version)
+    app.state.oip = oip
     install_error_handlers(app, settings, metrics)
     if settings.cors_origins:
         app.add_middleware(
@@ -92,6 +101,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     for router in (detect.router, classify.router, models.router, health.router):
         app.include_router(router)
+    oip.include_routes(app)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

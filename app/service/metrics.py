@@ -4,14 +4,18 @@ Exposed at ``GET /metrics``:
 
 - ``spp_requests_total{route, method, status}``: finished HTTP requests;
 - ``spp_request_duration_seconds{route}``: latency histogram per route template;
-- ``spp_stage_duration_seconds{stage}``: per pipeline stage (read, decode, proposals, queue,
+- ``spp_stage_duration_seconds{stage}``: per request stage (read, decode, proposals, queue,
   the detector's own stages, inference, render);
 - ``spp_in_flight_requests``: HTTP requests being served;
 - ``spp_queue_depth``: requests waiting for the inference worker;
 - ``spp_admitted_requests``: model requests held (waiting or running), bounded by QUEUE_SIZE;
 - ``spp_batch_size``: histogram of requests per inference batch;
 - ``spp_rejected_total{reason}``: overload (503), timeout (504), out_of_memory (503);
-- ``spp_model_load_seconds``, ``spp_model_ready``, ``spp_model_info{name, version, device}``.
+- ``spp_model_load_seconds``, ``spp_model_ready``, ``spp_model_info{name, version, device}``;
+- ``spp_proposals_total{source}``: detection requests by where their windows came from
+  (``selective_search``, ``client``, ``cache``);
+- ``spp_proposal_cache_hits_total``, ``spp_proposal_cache_misses_total``: lookups of the
+  selective-search LRU cache; ``spp_proposal_cache_entries``: results it holds.
 """
 
 from __future__ import annotations
@@ -78,6 +82,18 @@ class ServiceMetrics:
         )
         self.model_info = Gauge(
             "spp_model_info", "The loaded model.", ["name", "version", "device"], registry=r
+        )
+        self.proposals = Counter(
+            "spp_proposals", "Requests by source of their proposals.", ["source"], registry=r
+        )
+        self.proposal_cache_hits = Counter(
+            "spp_proposal_cache_hits", "Selective-search results read from the cache.", registry=r
+        )
+        self.proposal_cache_misses = Counter(
+            "spp_proposal_cache_misses", "Cache lookups that ran selective search.", registry=r
+        )
+        self.proposal_cache_entries = Gauge(
+            "spp_proposal_cache_entries", "Selective-search results in the cache.", registry=r
         )
 
     def observe_stages(self, timings_ms: Mapping[str, float]) -> None:

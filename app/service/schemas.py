@@ -9,7 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.inference.detector import DetectionResult, Prediction
 
 OutputFormat = Literal["json", "png", "jpeg"]
+ProposalsSource = Literal["selective_search", "client", "cache"]
 MAX_PROPOSALS_LIMIT = 10_000
+#: The multipart field of ``POST /detect`` carrying the client's own proposals (JSON).
+PROPOSALS_FIELD = "proposals"
+#: Its most bytes: room for ``MAX_PROPOSALS_LIMIT`` boxes of four numbers written with up to
+#: 14 characters each (``[123.456789, ...]``, 64 bytes a box).
+MAX_PROPOSALS_FIELD_BYTES = 64 * MAX_PROPOSALS_LIMIT
 
 
 class DetectParams(BaseModel):
@@ -22,10 +28,18 @@ class DetectParams(BaseModel):
         "single", description="single: one scale (688); multi: the manifest's scale set"
     )
     max_proposals: int | None = Field(
-        None, ge=1, le=MAX_PROPOSALS_LIMIT, description="cap on selective-search windows"
+        None,
+        ge=1,
+        le=MAX_PROPOSALS_LIMIT,
+        description="cap on selective-search windows, and the most boxes a 'proposals' field "
+        "may hold (default: the model's, 2000)",
     )
     min_confidence: float = Field(
-        0.0, ge=0.0, le=1.0, allow_inf_nan=False, description="drop detections below this"
+        0.5,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="drop detections whose calibrated confidence is below this (0: keep all)",
     )
     nms_iou: float | None = Field(
         None, gt=0.0, le=1.0, allow_inf_nan=False, description="per-class NMS IoU threshold"
@@ -88,7 +102,11 @@ class DetectResponse(BaseModel):
     width: int
     height: int
     detections: list[DetectionOut]
-    num_proposals: int
+    num_proposals: int = Field(description="windows the detector scored")
+    proposals_source: ProposalsSource = Field(
+        description="where the windows came from: selective_search, client (the request's "
+        "'proposals' field) or cache (selective search of the same pixels, kept in memory)"
+    )
     scales: list[int] = Field(description="image scales (shorter side) the network ran at")
     batch_size: int = Field(description="requests that shared this inference batch")
     timings_ms: dict[str, float] = Field(
@@ -102,6 +120,7 @@ class DetectResponse(BaseModel):
         model: ModelRef,
         result: DetectionResult,
         *,
+        proposals_source: ProposalsSource,
         batch_size: int,
         timings_ms: dict[str, float],
     ) -> DetectResponse:
@@ -122,6 +141,7 @@ class DetectResponse(BaseModel):
             height=result.height,
             detections=detections,
             num_proposals=result.num_proposals,
+            proposals_source=proposals_source,
             scales=list(result.scales_used),
             batch_size=batch_size,
             timings_ms=timings_ms,

@@ -1,8 +1,10 @@
-"""Service settings: one pydantic-settings class read from the environment (or a ``.env``).
+"""Settings: the one place environment variables (or a ``.env``) are read.
 
 Every field is an environment variable of the same name in capitals (``MODEL_NAME``,
 ``MAX_UPLOAD_MB``, ...). Nothing here is read at import time: :func:`app.service.factory.
-create_app` builds one :class:`Settings` and hands it down.
+create_app` builds one :class:`Settings` and hands it down. The ``spp`` CLI reads only
+:class:`StoreSettings` (``MODEL_STORE``), the part it shares with the service, so the two
+agree on where models are without the CLI depending on the service's other variables.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import app as app_package
+from app.model.store import DEFAULT_MODEL_NAME
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -33,8 +36,8 @@ def default_proposal_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class Settings(BaseSettings):
-    """Configuration of the HTTP service (documented in the README's settings table)."""
+class StoreSettings(BaseSettings):
+    """Where models are: ``MODEL_STORE``, shared by the service and the ``spp`` CLI."""
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -44,10 +47,15 @@ class Settings(BaseSettings):
         protected_namespaces=(),
     )
 
-    model_name: str = "zf5-shapes"
-    """Directory name of the model under ``model_store`` (no path separators)."""
     model_store: Path = Field(default_factory=default_model_store)
     """Directory holding ``<model_name>/manifest.json`` and its weights."""
+
+
+class Settings(StoreSettings):
+    """Configuration of the HTTP service (documented in the README's settings table)."""
+
+    model_name: str = DEFAULT_MODEL_NAME
+    """Directory name of the model under ``model_store`` (no path separators)."""
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     precision: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -70,9 +78,14 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
     """How long the worker waits for more requests after the first of a batch."""
     proposal_workers: int = Field(default_factory=default_proposal_workers, ge=1, le=256)
-    """Threads for decoding and selective search (OpenCV releases the GIL)."""
+    """Processes of the selective-search pool shared by all requests (its jobs run there), and
+    threads for decoding, hashing and drawing (default: the usable cores)."""
+    proposal_cache_size: int = Field(default=64, ge=0, le=100_000)
+    """Selective-search results kept in memory (LRU, keyed by the decoded pixels); 0 = off."""
     warm_up: bool = True
     """Run one inference after loading, before reporting ready."""
+    grpc_port: int = Field(default=8081, ge=0, le=65535)
+    """Port of the Open Inference Protocol's gRPC server, in the same process; 0 turns it off."""
 
     @field_validator("api_key", mode="before")
     @classmethod

@@ -18,8 +18,9 @@ from typing import Literal
 
 from app.inference.detector import Detector
 from app.model.store import ModelLoadError, load_model
+from app.service.engine import InferenceEngine
 from app.service.metrics import ServiceMetrics
-from app.service.pipeline import InferencePipeline, Proposer
+from app.service.proposing import Searcher
 from app.service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -40,21 +41,21 @@ def load_detector(settings: Settings) -> Detector:
 
 
 class ServiceState:
-    """What the routes need to know about the model: status, reason, and the pipeline."""
+    """What the routes need to know about the model: status, reason, and the inference engine."""
 
     def __init__(self, settings: Settings, metrics: ServiceMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
         self.status: Status = "loading"
         self.reason: str | None = f"loading model {settings.model_name!r}"
-        self.pipeline: InferencePipeline | None = None
+        self.engine: InferenceEngine | None = None
         self.load_time_s: float | None = None
 
-    async def load(self, loader: DetectorLoader, proposer: Proposer) -> None:
-        """Load, warm up and start the pipeline; on failure record the reason (never raises)."""
+    async def load(self, loader: DetectorLoader, searcher: Searcher | None = None) -> None:
+        """Load, warm up and start the engine; on failure record the reason (never raises)."""
         started = time.perf_counter()
         try:
-            pipeline = await asyncio.to_thread(self._build, loader, proposer)
+            engine = await asyncio.to_thread(self._build, loader, searcher)
         except ModelLoadError as exc:
             self._failed(str(exc))
             return
@@ -63,13 +64,13 @@ class ServiceState:
             self._failed(f"{type(exc).__name__}: {exc}")
             return
         if self.status == "stopping":  # shut down while loading
-            await pipeline.stop()
+            await engine.stop()
             return
-        pipeline.start()
-        self.pipeline = pipeline
+        engine.start()
+        self.engine = engine
         self.load_time_s = time.perf_counter() - started
         self.status, self.reason = "ready", None
-        detector = pipeline.detector
+        detector = engine.detector
         self.metrics.model_load_seconds.set(self.load_time_s)
         self.metrics.model_ready.set(1)
         self.metrics.model_info.labels(
@@ -87,12 +88,16 @@ class ServiceState:
             },
         )
 
-    def _build(self, loader: DetectorLoader, proposer: Proposer) -> InferencePipeline:
+    def _build(self, loader: DetectorLoader, searcher: Searcher | None) -> InferenceEngine:
         detector = loader(self.settings)
-        pipeline = InferencePipeline(detector, self.settings, self.metrics, proposer)
+        engine = InferenceEngine(detector, self.settings, self.metrics, searcher)
         if self.settings.warm_up:
-            pipeline.warm_up()
-        return pipeline
+            try:
+                engine.warm_up()
+            except BaseException:
+                engine.close_pools()
+                raise
+        return engine
 
     def _failed(self, reason: str) -> None:
         self.status, self.reason = "failed", f"model failed to load: {reason}"
@@ -100,8 +105,8 @@ class ServiceState:
         logger.error("model failed to load", extra={"fields": {"reason": reason}})
 
     async def stop(self) -> None:
-        """Stop taking requests and drain the pipeline."""
+        """Stop taking requests and drain the engine."""
         self.status, self.reason = "stopping", "the service is shutting down"
         self.metrics.model_ready.set(0)
-        if self.pipeline is not None:
-            await self.pipeline.stop()
+        if self.engine is not None:
+            await self.engine.stop()

@@ -3,18 +3,21 @@
 Two encodings are accepted:
 
 - ``multipart/form-data`` with the file in the field ``image`` (other small text fields are
-  returned too: the route accepts its options as form fields);
+  returned too: the route accepts its options as form fields; a route may name large fields,
+  such as ``/detect``'s ``proposals``, with their own size limit);
 - a raw body with ``Content-Type: image/*`` or ``application/octet-stream``.
 
 The limit is enforced twice: a declared ``Content-Length`` above it is refused before a single
 byte is read, and the body is counted while it streams in, so a chunked or lying client is
-cut off at the limit (HTTP 413) without the body ever being held whole. Multipart parts are
+cut off at the limit (HTTP 413) without the body ever being held whole. Large fields count
+against the same limit as the image: together they may not exceed it. Multipart parts are
 collected in memory by ``python-multipart``'s streaming parser; nothing is spooled to disk.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -34,11 +37,13 @@ IMAGE_FIELD = "image"
 
 @dataclass
 class Upload:
-    """An uploaded image and the text fields sent with it."""
+    """An uploaded image, the small text fields sent with it, and the large fields the route
+    asked for (raw bytes, as a text field or a file part)."""
 
     data: bytes
     content_type: str
     fields: dict[str, str] = field(default_factory=dict)
+    large_fields: dict[str, bytes] = field(default_factory=dict)
 
 
 def _too_large(limit: int) -> HTTPException:
@@ -46,13 +51,18 @@ def _too_large(limit: int) -> HTTPException:
 
 
 class _MultipartCollector:
-    """Callbacks for ``MultipartParser`` that keep the ``image`` part and small text fields."""
+    """Callbacks for ``MultipartParser`` that keep the ``image`` part, small text fields and
+    the named large fields (``large_fields``: name -> most bytes); the image and the large
+    fields together may hold at most ``max_image_bytes``."""
 
-    def __init__(self, max_image_bytes: int) -> None:
+    def __init__(self, max_image_bytes: int, large_fields: Mapping[str, int]) -> None:
         self.max_image_bytes = max_image_bytes
+        self.large_limits = dict(large_fields)
         self.image: bytearray | None = None
         self.image_parts = 0
         self.fields: dict[str, str] = {}
+        self.large_fields: dict[str, bytes] = {}
+        self._counted = 0  # bytes of the image and the large fields so far
         self.finished = False
         self._header_name = bytearray()
         self._header_value = bytearray()
@@ -100,6 +110,9 @@ class _MultipartCollector:
             self.image_parts += 1
             if self.image_parts > 1:
                 raise HTTPException(400, f"expected one '{IMAGE_FIELD}' field, got several")
+        elif self._name in self.large_limits:
+            if self._name in self.large_fields:
+                raise HTTPException(400, f"expected one '{self._name}' field, got several")
         elif b"filename" in params:  # a file under another name: not ours, not kept
             self._skip = True
         elif len(self.fields) >= MAX_FORM_FIELDS:
@@ -109,9 +122,13 @@ class _MultipartCollector:
         if self._skip:
             return
         self._buffer += data[start:end]
-        if self._name == IMAGE_FIELD:
-            if len(self._buffer) > self.max_image_bytes:
+        if self._name == IMAGE_FIELD or self._name in self.large_limits:
+            self._counted += end - start
+            if self._counted > self.max_image_bytes:
                 raise _too_large(self.max_image_bytes)
+            limit = self.large_limits.get(self._name or "")
+            if limit is not None and len(self._buffer) > limit:
+                raise HTTPException(413, f"form field '{self._name}' longer than {limit} bytes")
         elif len(self._buffer) > MAX_FIELD_BYTES:
             raise HTTPException(
                 400, f"form field '{self._name}' longer than {MAX_FIELD_BYTES} bytes"
@@ -120,6 +137,8 @@ class _MultipartCollector:
     def _part_end(self) -> None:
         if self._name == IMAGE_FIELD:
             self.image = self._buffer
+        elif self._name in self.large_limits:
+            self.large_fields[self._name] = bytes(self._buffer)
         elif self._name is not None and not self._skip:
             self.fields[self._name] = self._buffer.decode("utf-8", errors="replace")
         self._buffer = bytearray()
@@ -128,12 +147,20 @@ class _MultipartCollector:
         self.finished = True
 
 
-async def read_upload(request: Request, *, max_bytes: int) -> Upload:
+async def read_upload(
+    request: Request, *, max_bytes: int, large_fields: Mapping[str, int] | None = None
+) -> Upload:
     """Read the image of ``request`` (multipart field ``image`` or a raw ``image/*`` body).
+
+    Args:
+        max_bytes: the most bytes of the image and the large fields together.
+        large_fields: multipart fields kept whole in ``Upload.large_fields`` (name -> most
+            bytes) instead of the small text fields' ``MAX_FIELD_BYTES``.
 
     Raises:
         HTTPException: 413 over ``max_bytes`` (before reading when ``Content-Length`` says
-            so), 415 for another content type, 400 for a malformed multipart body.
+            so) or a large field over its limit, 415 for another content type, 400 for a
+            malformed multipart body.
         RequestValidationError: (422) the ``image`` field is missing.
     """
     content_type = request.headers.get("content-type", "")
@@ -167,7 +194,7 @@ async def read_upload(request: Request, *, max_bytes: int) -> Upload:
     boundary = params.get(b"boundary")
     if not boundary:
         raise HTTPException(400, "malformed multipart body: no boundary in Content-Type")
-    collector = _MultipartCollector(max_bytes)
+    collector = _MultipartCollector(max_bytes, large_fields or {})
     try:
         parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
     except Exception:
@@ -190,7 +217,12 @@ async def read_upload(request: Request, *, max_bytes: int) -> Upload:
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body", IMAGE_FIELD), "msg": "Field required"}]
         )
-    return Upload(data=bytes(collector.image), content_type=media, fields=collector.fields)
+    return Upload(
+        data=bytes(collector.image),
+        content_type=media,
+        fields=collector.fields,
+        large_fields=collector.large_fields,
+    )
 
 
 def upload_openapi(option_fields: dict[str, dict[str, object]]) -> dict[str, object]:
@@ -242,11 +274,18 @@ def merge_form_fields(model: type[M], from_query: M, fields: dict[str, str]) -> 
 
 
 async def read_image_request(
-    request: Request, model: type[M], from_query: M, *, max_bytes: int, timings: dict[str, float]
+    request: Request,
+    model: type[M],
+    from_query: M,
+    *,
+    max_bytes: int,
+    timings: dict[str, float],
+    large_fields: Mapping[str, int] | None = None,
 ) -> tuple[M, Upload]:
-    """The upload of an inference route and its options (query completed by form fields);
-    the read time goes into ``timings["read"]`` in milliseconds."""
+    """The upload of an inference route and its options (query completed by the small form
+    fields; ``large_fields`` as in :func:`read_upload`); the read time goes into
+    ``timings["read"]`` in milliseconds."""
     started = time.perf_counter()
-    upload = await read_upload(request, max_bytes=max_bytes)
+    upload = await read_upload(request, max_bytes=max_bytes, large_fields=large_fields)
     timings["read"] = round((time.perf_counter() - started) * 1000.0, 3)
     return merge_form_fields(model, from_query, upload.fields), upload

@@ -15,7 +15,15 @@ from types import ModuleType
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ["bench_features", "bench_detect", "bench_proposals", "bench_compress", "bench_service"]
+SCRIPTS = [
+    "bench_features",
+    "bench_detect",
+    "bench_proposals",
+    "bench_selective_search",
+    "bench_end_to_end",
+    "bench_compress",
+    "bench_service",
+]
 
 
 def _common() -> ModuleType:

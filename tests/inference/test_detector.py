@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import time
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 from torchvision.ops import box_iou
 
-from app.inference.detector import (
-    STAGES,
-    Detection,
-    DetectionResult,
-    DetectOptions,
-    Detector,
-    detection_probabilities,
-    view_windows,
-)
+from app.inference.detector import STAGES, DetectOptions, Detector
 from app.model.config import DetectionConfig
-from app.model.preprocess import image_to_tensor, resize_to_scale
 from app.model.store import build_random_model
-from app.ops.spp import project_windows, spatial_pyramid_pool
 
 CLASSES = ["circle", "square", "triangle", "star"]
-
-
-@pytest.fixture(scope="module")
-def detector() -> Detector:
-    # Small scales keep the test fast; the pipeline is the same as at the paper's scales.
-    config = DetectionConfig(single_scale=96, multi_scales=(64, 96, 128, 160, 224), min_score=-1e9)
-    return Detector(build_random_model(CLASSES, detection=config), "cpu")
-
-
-@pytest.fixture(scope="module")
-def background_detector() -> Detector:
-    """Like ``detector``, with a background output in the classification fc8 (K + 1)."""
-    return Detector(build_random_model(CLASSES, seed=1, cls_background=True), "cpu")
 
 
 def _image(seed: int, height: int = 120, width: int = 160) -> np.ndarray:
@@ -133,123 +114,6 @@ def test_rejects_mismatched_inputs(detector: Detector) -> None:
         detector.detect([_image(0)], [_boxes(0, 3)], DetectOptions(scales="bogus"))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("height", "width"), [(120, 160), (300, 200), (50, 400)])
-@pytest.mark.parametrize("scale", [100, 224, 560])
-def test_view_windows_are_a_grid_of_squares_inside_the_image(
-    height: int, width: int, scale: int
-) -> None:
-    views = view_windows(height, width, scale, view_size=224, max_long_side=10_000)
-    side = min(224 * min(height, width) / scale, min(height, width))
-    assert 1 <= len(views) <= 9
-    np.testing.assert_allclose(views[:, 2] - views[:, 0] + 1, side, rtol=1e-5)
-    np.testing.assert_allclose(views[:, 3] - views[:, 1] + 1, side, rtol=1e-5)
-    assert views[:, :2].min() >= 0
-    assert views[:, 2].max() <= width - 1 + 1e-3 and views[:, 3].max() <= height - 1 + 1e-3
-    assert len({tuple(v) for v in views.round(3).tolist()}) == len(views), "no duplicates"
-    # The grid reaches both ends of each side: the corners are views.
-    assert views[:, 0].min() == 0 and np.isclose(views[:, 2].max(), width - 1)
-    assert views[:, 1].min() == 0 and np.isclose(views[:, 3].max(), height - 1)
-
-
-def test_full_view_drops_the_background_output(background_detector: Detector) -> None:
-    """With a background output, ``classify`` reports the K object classes: the softmax over
-    all K + 1 logits, background removed, renormalised."""
-    image = _image(13)
-    manifest = background_detector.model.manifest
-    resized, _, _ = resize_to_scale(
-        image, manifest.preprocess.classify_size, manifest.detection.max_long_side
-    )
-    with torch.inference_mode():
-        logits = background_detector.net.classify_logits(
-            image_to_tensor(resized, manifest.preprocess, torch.device("cpu"))
-        )
-    assert logits.shape == (1, len(CLASSES) + 1)
-    probabilities = torch.softmax(logits[0], dim=0)[: len(CLASSES)]
-    expected = probabilities / probabilities.sum()
-    [predictions] = background_detector.classify([image], top_k=10)
-    assert len(predictions) == len(CLASSES)
-    got = {p.label: p.probability for p in predictions}
-    np.testing.assert_allclose([got[c] for c in CLASSES], expected.numpy(), rtol=1e-5)
-
-
-def test_views_follow_the_long_side_cap() -> None:
-    """A 60 x 600 image at scale 224 would be 2240 px long; capped at 1000 its shorter side is
-    100 px, so a 64-px view spans 64 * 60 / 100 original px, not 64 * 60 / 224."""
-    capped = view_windows(60, 600, 224, view_size=64, max_long_side=1000)
-    np.testing.assert_allclose(capped[:, 2] - capped[:, 0] + 1, 64 * 60 / 100, rtol=1e-5)
-    uncapped = view_windows(60, 600, 224, view_size=64, max_long_side=5000)
-    np.testing.assert_allclose(uncapped[:, 2] - uncapped[:, 0] + 1, 64 * 60 / 224, rtol=1e-5)
-
-
-@pytest.mark.parametrize("fixture", ["detector", "background_detector"])
-def test_multi_view_is_the_best_view_per_class_renormalised(
-    fixture: str, request: pytest.FixtureRequest
-) -> None:
-    """Against a slow reference: each view cut out of conv5 and pooled whole by
-    ``spatial_pyramid_pool``, classified one at a time; a background output, when the model
-    has one, is dropped from each view's softmax before the best view is taken."""
-    detector: Detector = request.getfixturevalue(fixture)
-    image = _image(12)
-    net, preprocess = detector.net, detector.model.manifest.preprocess
-    best = torch.zeros(len(CLASSES))
-    with torch.inference_mode():
-        for scale in preprocess.view_scales:
-            conv5, fx, fy = detector.conv5_at_scale(image, scale)
-            max_long = detector.model.manifest.detection.max_long_side
-            windows = torch.from_numpy(
-                view_windows(120, 160, scale, preprocess.view_size, max_long)
-            )
-            cells = project_windows(windows * torch.tensor([fx, fy, fx, fy]), conv5.shape[-2:])
-            for left, top, right, bottom in cells.tolist():
-                region = conv5[:, :, top : bottom + 1, left : right + 1]
-                pooled = spatial_pyramid_pool(region, net.config.levels)
-                logits = net.cls_fc8(net.cls_head(pooled))[0]
-                probabilities = torch.softmax(logits, dim=0)[: len(CLASSES)]
-                best = torch.maximum(best, probabilities)
-    expected = best / best.sum()
-    [predictions] = detector.classify([image], top_k=len(CLASSES), views="multi")
-    got = {p.label: p.probability for p in predictions}
-    np.testing.assert_allclose([got[c] for c in CLASSES], expected.numpy(), rtol=1e-4, atol=1e-6)
-    with pytest.raises(ValueError, match="expected views 'full', 'multi' or 'detect'"):
-        detector.classify([image], views="many")  # type: ignore[arg-type]
-
-
-def test_classify_by_detection_is_each_class_best_confidence_renormalised(
-    detector: Detector,
-) -> None:
-    """Against the detections themselves: per class the largest confidence (0 without a
-    detection), divided by the sum over classes."""
-    image, boxes = _image(13), _boxes(13, 60)
-    [result] = detector.detect([image], [boxes])
-    best = dict.fromkeys(CLASSES, 0.0)
-    for d in result.detections:
-        best[d.label] = max(best[d.label], d.confidence)
-    total = sum(best.values())
-    assert total > 0, "min_score -inf: every class detects something"
-    [predictions] = detector.classify(
-        [image], top_k=len(CLASSES), views="detect", proposals=[boxes]
-    )
-    got = {p.label: p.probability for p in predictions}
-    assert got == pytest.approx({c: best[c] / total for c in CLASSES}, abs=1e-6)
-    with pytest.raises(ValueError, match="one proposal array per image"):
-        detector.classify([image], views="detect")
-
-
-def test_detection_probabilities_by_hand() -> None:
-    def found(*pairs: tuple[int, float]) -> DetectionResult:
-        detections = [
-            Detection(CLASSES[c], c, score=0.0, confidence=p, box=(0.0, 0.0, 1.0, 1.0))
-            for c, p in pairs
-        ]
-        return DetectionResult(detections, 10, [96], 20, 20)
-
-    torch.testing.assert_close(
-        detection_probabilities(found((1, 0.6), (1, 0.9), (3, 0.3)), 4),
-        torch.tensor([0.0, 0.75, 0.0, 0.25]),
-    )
-    torch.testing.assert_close(detection_probabilities(found(), 4), torch.full((4,), 0.25))
-
-
 def test_bfloat16_detections_follow_float32(detector: Detector) -> None:
     """bfloat16 autocast (conv + fc6/fc7) against float32: the strongest detections agree in
     class and box, and scores stay close (bfloat16 keeps 8 bits of mantissa)."""
@@ -276,3 +140,103 @@ def test_precision_is_checked(detector: Detector) -> None:
         Detector(detector.model, "cpu", precision="int8")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="float16 inference needs a CUDA device"):
         Detector(detector.model, "cpu", precision="float16")
+
+
+# ------------------------------------------------------------------------ timings, reentrancy
+
+SLOW_SVM_S = 0.5
+
+
+@pytest.mark.parametrize("inner_call", ["detect", "classify-detect"])
+def test_a_call_nested_in_detect_keeps_its_stage_times_to_itself(inner_call: str) -> None:
+    """A second call starts while the first is inside its conv5 stage (a forward pre-hook on
+    the trunk starts it, as a second caller would), and the second call's SVM stage is made
+    slow. The first call's ``svm`` time must be its own: a detector that kept one timer dict
+    on the object, reset by each ``detect``, reported the inner call's 500 ms in it."""
+    config = DetectionConfig(single_scale=96, multi_scales=(64, 96), min_score=-1e9)
+    detector = Detector(build_random_model(CLASSES, detection=config, seed=5), "cpu")
+    outer_image, outer_boxes = _image(30), _boxes(31, 5)
+    inner_image, inner_boxes = _image(32, 90, 130), _boxes(33, 7, 90, 130)
+    inner: list[Any] = []
+
+    def slow_inner_svm(_: torch.nn.Module, inputs: tuple[torch.Tensor], __: Any) -> None:
+        if len(inputs[0]) == len(inner_boxes):
+            time.sleep(SLOW_SVM_S)
+
+    def run_inner_once(_: torch.nn.Module, __: Any) -> None:
+        if inner:
+            return
+        inner.append(None)  # the inner call's own trunk pass comes back here
+        if inner_call == "detect":
+            inner[0] = detector.detect([inner_image], [inner_boxes])[0]
+        else:
+            inner[0] = detector.classify(
+                [inner_image], top_k=2, views="detect", proposals=[inner_boxes]
+            )
+
+    handles = [
+        detector.net.svm.register_forward_hook(slow_inner_svm),
+        detector.net.trunk.register_forward_pre_hook(run_inner_once),
+    ]
+    try:
+        [outer] = detector.detect([outer_image], [outer_boxes])
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert inner[0] is not None
+    assert outer.timings_ms["conv5"] >= SLOW_SVM_S * 1000, "the inner call ran inside conv5"
+    assert outer.timings_ms["svm"] < SLOW_SVM_S * 1000 / 2
+    if inner_call == "detect":
+        assert inner[0].timings_ms["svm"] >= SLOW_SVM_S * 1000
+
+
+def test_each_result_owns_its_timings(detector: Detector) -> None:
+    """Results of one batch carry equal but separate dicts; a later call leaves them alone."""
+    first, second = detector.detect([_image(40), _image(41)], [_boxes(42, 9), _boxes(43, 9)])
+    assert first.timings_ms == second.timings_ms and first.timings_ms is not second.timings_ms
+    before = dict(first.timings_ms)
+    detector.detect([_image(44)], [_boxes(45, 30)], DetectOptions(scales="multi"))
+    assert first.timings_ms == before
+    assert all(first.timings_ms[stage] >= 0.0 for stage in STAGES)
+
+
+def _uncalibrated_detector_without_classifier() -> Detector:
+    """A random model as an import makes one: no classification head, calibration "none",
+    Platt parameters that would change the confidences if they were used."""
+    from app.model.config import ModelConfig
+    from app.model.net import SppNet
+    from app.model.store import SppModel
+
+    base = build_random_model(CLASSES, detection=DetectionConfig(single_scale=96))
+    config = ModelConfig(
+        num_classes=len(CLASSES), channels=(8, 8, 8, 8, 8), fc_dim=32, classifier=False
+    )
+    net = SppNet(config).eval().requires_grad_(False)
+    net.svm.weight.normal_(generator=torch.Generator().manual_seed(0))
+    net.platt.a.fill_(3.0)
+    net.platt.b.fill_(-1.0)
+    detection = DetectionConfig(single_scale=96, min_score=None, calibration="none")
+    manifest = base.manifest.model_copy(update={"model": config, "detection": detection})
+    return Detector(SppModel(manifest=manifest, net=net), "cpu")
+
+
+def test_uncalibrated_confidence_is_the_sigmoid_of_the_score() -> None:
+    detector = _uncalibrated_detector_without_classifier()
+    options = DetectOptions(nms_iou=1.0, max_per_class=10**6, min_confidence=0.0)
+    [result] = detector.detect([_image(4)], [_boxes(5, 30)], options)
+    assert len(result.detections) == 30 * len(CLASSES)  # no score threshold, nothing suppressed
+    for d in result.detections:
+        assert d.confidence == pytest.approx(1.0 / (1.0 + math.exp(-d.score)), abs=1e-6)
+    positive = detector.detect([_image(4)], [_boxes(5, 30)], DetectOptions(min_confidence=0.5))
+    assert all(d.score >= 0 for d in positive[0].detections)
+
+
+def test_a_model_without_classifier_detects_and_classifies_by_detection_only() -> None:
+    detector = _uncalibrated_detector_without_classifier()
+    detector.warm_up()
+    image = _image(6)
+    [predictions] = detector.classify([image], top_k=2, views="detect", proposals=[_boxes(7, 20)])
+    assert len(predictions) == 2
+    for views in ("full", "multi"):
+        with pytest.raises(ValueError, match="no whole-image classification head"):
+            detector.classify([image], views=views)  # type: ignore[arg-type]

@@ -189,3 +189,27 @@ def test_background_output_round_trips(tmp_path: Path) -> None:
     (tmp_path / "bg" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelLoadError, match="cls_fc8"):
         load_model(tmp_path, "bg")
+
+
+def test_a_detector_without_classifier_round_trips_without_its_tensors(tmp_path: Path) -> None:
+    from app.model.config import ModelConfig
+
+    config = ModelConfig(
+        num_classes=2,
+        channels=(4, 4, 4, 4, 4),
+        fc_dim=16,
+        fc7_dim=12,
+        classifier=False,
+        conv_pads=(1, 0, 1, 1, 1),
+        pool_pad=0,
+        pool_ceil_mode=True,
+    )
+    net = SppNet(config).eval()
+    assert not any(key.startswith(("cls_head", "cls_fc8")) for key in net.state_dict())
+    assert net.svm.weight.shape == (2, 12) and net.det_fc8.in_features == 12
+    save_model(net, tmp_path / "det", name="det", version="1", classes=["a", "b"], dtype="float32")
+    loaded = load_model(tmp_path, "det")
+    x = torch.randn(3, 200, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(loaded.net.det_head(x), net.det_head(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="no whole-image classification head"):
+        loaded.net.classify_logits(torch.zeros(1, 3, 64, 64))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -75,3 +77,52 @@ def test_conv5_cell_centre_sits_at_sixteen_j() -> None:
     peak = int(row.argmax())
     assert peak == 7
     assert torch.allclose(row[peak - 1], row[peak + 1], rtol=1e-4)
+
+
+def _caffe_side(a: int, kernel: int, stride: int, pad: int, pool: bool) -> int:
+    """Caffe's conv output side, then its unpadded ceil-mode 3 / 2 pool's."""
+    side = (a + 2 * pad - kernel) // stride + 1
+    return math.ceil((side - 3) / 2) + 1 if pool else side
+
+
+RELEASE_GEOMETRY = {"conv_pads": (1, 0, 1, 1, 1), "pool_pad": 0, "pool_ceil_mode": True}
+
+
+@pytest.mark.parametrize(("height", "width"), [(224, 224), (688, 917), (480, 641), (61, 83)])
+def test_release_geometry_gives_caffes_conv5_size(height: int, width: int) -> None:
+    config = ModelConfig(num_classes=2, channels=(4, 4, 4, 4, 4), **RELEASE_GEOMETRY)
+    trunk = ZF5Trunk(config).eval()
+    with torch.no_grad():
+        out = trunk(torch.zeros(1, 3, height, width))
+    sides = [height, width]
+    for kernel, stride, pad, pool in ((7, 2, 1, True), (5, 2, 0, True), (3, 1, 1, False)):
+        sides = [_caffe_side(a, kernel, stride, pad, pool) for a in sides]
+    assert tuple(out.shape[-2:]) == tuple(sides)
+    if height == 224:
+        assert tuple(out.shape[-2:]) == (13, 13)
+    assert out.shape[1] == 4
+
+
+def test_ceil_mode_pool_keeps_the_clipped_last_window() -> None:
+    config = ModelConfig(num_classes=2, channels=(8, 8, 8, 8, 8), **RELEASE_GEOMETRY)
+    pool = ZF5Trunk(config).pool1
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    # (4 - 3) / 2 rounds up: 2 x 2 outputs, the second window holds rows/columns 2-3 only
+    assert pool(x)[0, 0].tolist() == [[10.0, 11.0], [14.0, 15.0]]
+
+
+def test_default_geometry_is_specs() -> None:
+    trunk = ZF5Trunk(ModelConfig(num_classes=2, width=0.125))
+    convs = [trunk.conv1, trunk.conv2, trunk.conv3, trunk.conv4, trunk.conv5]
+    assert [c.padding for c in convs] == [(3, 3), (2, 2), (1, 1), (1, 1), (1, 1)]
+    for pool in (trunk.pool1, trunk.pool2):
+        assert (pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode) == (3, 2, 1, False)
+
+
+def test_geometry_is_validated() -> None:
+    with pytest.raises(ValueError, match="conv_pads"):
+        ModelConfig(num_classes=2, conv_pads=(7, 0, 1, 1, 1))
+    with pytest.raises(ValueError, match="channels"):
+        ModelConfig(num_classes=2, channels=(4, 4, 0, 4, 4))
+    with pytest.raises(ValueError):
+        ModelConfig(num_classes=2, pool_pad=2)

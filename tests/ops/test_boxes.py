@@ -9,13 +9,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor
+from torchvision.ops import nms
 
 from app.ops.boxes import (
     BBOX_DELTA_CLAMP,
+    choose_scale_by_expected_side,
     choose_scale_per_window,
     clip_boxes,
     decode_boxes,
     encode_boxes,
+    inclusive_to_exclusive,
     resize_plan,
     scaled_size,
 )
@@ -116,6 +119,128 @@ def test_choose_scale_is_the_brute_force_argmin(w: int, h: int, m: int) -> None:
     # Exact rational arithmetic: distances as fractions over m^2; ties to the smaller scale.
     distances = [abs(w * h * s * s - 224 * 224 * m * m) for s in PAPER_SCALES]
     assert chosen == distances.index(min(distances))
+
+
+def test_choose_scale_target_side_and_inclusive_areas() -> None:
+    # a 0..207 window is 207 wide (exclusive) or 208 (inclusive); m = 520, scales 500 / 540
+    box = torch.tensor([[0.0, 0.0, 207.0, 207.0]])
+    # inclusive, target 208: the window wants s = 520 exactly, 20 from each: tie -> smaller
+    assert choose_scale_per_window(
+        box, (540, 500), 520, target_side=208, inclusive=True
+    ).tolist() == [1]
+    # exclusive: it wants 208 * 520 / 207 = 522.5: 540 is nearer (17.5 vs 22.5 in side)
+    assert choose_scale_per_window(box, (540, 500), 520, target_side=208).tolist() == [0]
+
+
+@settings(max_examples=50, deadline=None)
+@given(w=st.integers(0, 1500), h=st.integers(0, 1500), m=st.integers(100, 1500))
+def test_choose_scale_inclusive_is_the_brute_force_argmin(w: int, h: int, m: int) -> None:
+    boxes = torch.tensor([[3.0, 4.0, 3.0 + w, 4.0 + h]])
+    chosen = choose_scale_per_window(boxes, PAPER_SCALES, m, target_side=208, inclusive=True)
+    distances = [abs((w + 1) * (h + 1) * s * s - 208 * 208 * m * m) for s in PAPER_SCALES]
+    assert int(chosen[0]) == distances.index(min(distances))
+
+
+# ---------------------------------------------------------------------------------------------
+# choose_scale_by_expected_side (the SPP_net release's rule)
+
+RELEASE_SCALES = (480, 576, 688, 874, 1200)
+
+
+def test_expected_side_rounds_halves_up_and_ties_take_the_first_listed() -> None:
+    # 0..415 is 416 pixels (inclusive): 208 * 1001 / 416 = 500.5 -> 501, 1 from 500 and 502
+    box = torch.tensor([[0.0, 0.0, 415.0, 415.0]])
+    assert choose_scale_by_expected_side(box, (500, 502), 1001, target_side=208).tolist() == [0]
+    assert choose_scale_by_expected_side(box, (502, 500), 1001, target_side=208).tolist() == [0]
+    # rounding down instead would give 500, 0 from 500: the rule is visible with (499, 501)
+    assert choose_scale_by_expected_side(box, (499, 501), 1001, target_side=208).tolist() == [1]
+    # 208 * 528 / 208 = 528, halfway between 480 and 576: the first listed wins
+    box = torch.tensor([[0.0, 0.0, 207.0, 207.0]])
+    assert choose_scale_by_expected_side(box, (480, 576), 528, target_side=208).tolist() == [0]
+    assert choose_scale_by_expected_side(box, (576, 480), 528, target_side=208).tolist() == [0]
+    # 208 * 600 / 208 = 600: 576 is the nearest of the release's scales
+    assert choose_scale_by_expected_side(box, RELEASE_SCALES, 600, target_side=208).tolist() == [1]
+
+
+def test_expected_side_areas_inclusive_or_not() -> None:
+    # exclusive 207 x 207: 208 * 520 / 207 = 522.51 -> 523, nearer 540 than 500
+    box = torch.tensor([[0.0, 0.0, 207.0, 207.0]])
+    kwargs = {"target_side": 208.0}
+    assert choose_scale_by_expected_side(box, (500, 540), 520, **kwargs).tolist() == [0]  # 520
+    assert choose_scale_by_expected_side(
+        box, (500, 540), 520, inclusive=False, **kwargs
+    ).tolist() == [1]
+    # zero area (exclusive only): an infinite expectation, the first listed as MATLAB's min
+    line = torch.tensor([[5.0, 5.0, 5.0, 60.0]])
+    assert choose_scale_by_expected_side(
+        line, (688, 480), 300, inclusive=False, **kwargs
+    ).tolist() == [0]
+
+
+def test_expected_side_empty_and_invalid() -> None:
+    empty = choose_scale_by_expected_side(torch.empty(0, 4), RELEASE_SCALES, 500, target_side=208)
+    assert empty.shape == (0,) and empty.dtype == torch.int64
+    with pytest.raises(ValueError, match="at least one scale"):
+        choose_scale_by_expected_side(torch.zeros(1, 4), (), 500, target_side=208)
+    with pytest.raises(ValueError, match="target_side"):
+        choose_scale_by_expected_side(torch.zeros(1, 4), (480,), 500, target_side=0.0)
+    with pytest.raises(ValueError, match=r"\[K, 4\]"):
+        choose_scale_by_expected_side(torch.zeros(4), (480,), 500, target_side=208)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    w=st.floats(0, 1500, allow_nan=False),
+    h=st.floats(0, 1500, allow_nan=False),
+    m=st.integers(2, 1500),
+)
+def test_expected_side_is_the_matlab_loop(w: float, h: float, m: int) -> None:
+    boxes = torch.tensor([[3.0, 4.0, 3.0 + w, 4.0 + h]], dtype=torch.float64)
+    chosen = int(choose_scale_by_expected_side(boxes, RELEASE_SCALES, m, target_side=208)[0])
+    x1, y1, x2, y2 = boxes[0].tolist()
+    expected = 208.0 * m / math.sqrt((x2 - x1 + 1) * (y2 - y1 + 1))  # spm_expected_scale.m
+    rounded = math.floor(expected) + (1 if expected - math.floor(expected) >= 0.5 else 0)
+    distances = [abs(s - rounded) for s in RELEASE_SCALES]
+    assert chosen == distances.index(min(distances))  # MATLAB's min: the first
+
+
+# ---------------------------------------------------------------------------------------------
+# inclusive_to_exclusive: NMS with "+1" areas
+
+
+def _nms_plus_one(boxes: list[list[float]], scores: list[float], threshold: float) -> list[int]:
+    """Greedy NMS with pixel-set areas, written out (nms_multiclass_mex.cpp)."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    keep: list[int] = []
+    for i in order:
+        ok = True
+        for j in keep:
+            a, b = boxes[i], boxes[j]
+            iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + 1)
+            ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
+            area_a = (a[2] - a[0] + 1) * (a[3] - a[1] + 1)
+            area_b = (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
+            if iw * ih / (area_a + area_b - iw * ih) > threshold:
+                ok = False
+        if ok:
+            keep.append(i)
+    return keep
+
+
+def test_inclusive_to_exclusive_gives_plus_one_nms() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 9.0, 9.0], [5.0, 0.0, 14.0, 9.0]])
+    assert inclusive_to_exclusive(boxes).tolist() == [[0, 0, 10, 10], [5, 0, 15, 10]]
+    scores = torch.tensor([0.9, 0.8])
+    # exclusive IoU 4 * 9 / (81 + 81 - 36) = 0.286; with +1 areas 50 / 150 = 0.333
+    assert nms(boxes, scores, 0.3).tolist() == [0, 1]
+    assert nms(inclusive_to_exclusive(boxes), scores, 0.3).tolist() == [0]
+    generator = torch.Generator().manual_seed(0)
+    xy = torch.rand(60, 2, generator=generator) * 50
+    wh = torch.rand(60, 2, generator=generator) * 30
+    many = torch.cat([xy, xy + wh], dim=1).round()
+    score = torch.rand(60, generator=generator)
+    got = nms(inclusive_to_exclusive(many), score, 0.3).tolist()
+    assert got == _nms_plus_one(many.tolist(), score.tolist(), 0.3)
 
 
 # ---------------------------------------------------------------------------------------------

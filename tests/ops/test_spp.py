@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from unittest import mock
 
@@ -15,6 +16,7 @@ from app.ops import _spp_torch
 from app.ops._spp_layout import pyramid_layout
 from app.ops.spp import (
     project_windows,
+    project_windows_offset,
     roi_spp,
     roi_spp_reference,
     spatial_pyramid_pool,
@@ -229,6 +231,105 @@ def test_project_windows_always_gives_valid_cells(
     left, top, right, bottom = cells.unbind(1)
     assert bool(((left >= 0) & (left <= right) & (right < width)).all())
     assert bool(((top >= 0) & (top <= bottom) & (bottom < height)).all())
+
+
+# ---------------------------------------------------------------------------------------------
+# project_windows_offset (the SPP_net release's spm_pool_caffe_mex.cpp)
+
+RELEASE_POOLER = {"offset0": 18.0, "offset": 9.5, "step": 16.0}
+
+
+def _release_projection_loop(
+    box: Sequence[float], height: int, width: int, offset0: float, offset: float, step: float
+) -> list[int]:
+    """The C++ on one 0-based box, written out with Python's math: 0-based (l, t, r, b)."""
+    x1, y1, x2, y2 = (v + 1.0 for v in box)  # MATLAB's 1-based box
+    left = math.floor((x1 - offset0 + offset) / step + 0.5) + 1
+    top = math.floor((y1 - offset0 + offset) / step + 0.5) + 1
+    right = math.ceil((x2 - offset0 - offset) / step - 0.5) + 1
+    bottom = math.ceil((y2 - offset0 - offset) / step - 0.5) + 1
+    if left > right:
+        left = right = int((left + right) / 2)  # C: truncation toward zero
+    if top > bottom:
+        top = bottom = int((top + bottom) / 2)
+    left, right = (min(width, max(1, v)) - 1 for v in (left, right))
+    top, bottom = (min(height, max(1, v)) - 1 for v in (top, bottom))
+    return [left, top, right, bottom]
+
+
+def test_project_windows_offset_hand_worked_cases() -> None:
+    boxes = torch.tensor(
+        [
+            # 1-based (50, 40, 200, 120): left = floor((50 - 18 + 9.5) / 16 + 0.5) + 1 = 4,
+            # top = floor(31.5 / 16 + 0.5) + 1 = 3, right = ceil((200 - 27.5) / 16 - 0.5) + 1
+            # = 12, bottom = ceil(92.5 / 16 - 0.5) + 1 = 7; 0-based (3, 2, 11, 6)
+            [49.0, 39.0, 199.0, 119.0],
+            # x: left = floor(91.5 / 16 + 0.5) + 1 = 7 > right = ceil(76.5 / 16 - 0.5) + 1 = 6:
+            # both (7 + 6) / 2 = 6, 0-based 5
+            [99.0, 39.0, 103.0, 119.0],
+            # far outside on the left and top: every end clamps to cell 1, 0-based 0
+            [-201.0, -201.0, -151.0, -151.0],
+        ]
+    )
+    cells = project_windows_offset(boxes, (20, 20), **RELEASE_POOLER)
+    assert cells.dtype == torch.int64
+    assert cells.tolist() == [[3, 2, 11, 6], [5, 2, 5, 6], [0, 0, 0, 0]]
+    # clamped to a 6 x 10 map
+    clamped = project_windows_offset(boxes[:1], (6, 10), **RELEASE_POOLER)
+    assert clamped.tolist() == [[3, 2, 9, 5]]
+
+
+def test_project_windows_offset_empty_and_invalid() -> None:
+    empty = project_windows_offset(torch.empty(0, 4), (5, 5), **RELEASE_POOLER)
+    assert empty.shape == (0, 4) and empty.dtype == torch.int64
+    with pytest.raises(ValueError, match="positive step"):
+        project_windows_offset(torch.zeros(1, 4), (5, 5), offset0=0, offset=0, step=0)
+    with pytest.raises(ValueError, match="x1 <= x2"):
+        project_windows_offset(torch.tensor([[5.0, 0, 1, 1]]), (5, 5), **RELEASE_POOLER)
+    with pytest.raises(ValueError, match="feature_size"):
+        project_windows_offset(torch.zeros(1, 4), (0, 5), **RELEASE_POOLER)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    boxes=st.lists(
+        st.tuples(
+            st.floats(-50, 1200, allow_nan=False),
+            st.floats(-50, 1200, allow_nan=False),
+            st.floats(0, 400, allow_nan=False),
+            st.floats(0, 400, allow_nan=False),
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    height=st.integers(1, 80),
+    width=st.integers(1, 80),
+)
+def test_project_windows_offset_is_the_cpp_loop(
+    boxes: list[tuple[float, float, float, float]], height: int, width: int
+) -> None:
+    as_xyxy = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in boxes], dtype=torch.float64)
+    cells = project_windows_offset(as_xyxy, (height, width), **RELEASE_POOLER)
+    expected = [
+        _release_projection_loop(b, height, width, **RELEASE_POOLER) for b in as_xyxy.tolist()
+    ]
+    assert cells.tolist() == expected
+    left, top, right, bottom = cells.unbind(1)
+    assert bool(((left >= 0) & (left <= right) & (right < width)).all())
+    assert bool(((top >= 0) & (top <= bottom) & (bottom < height)).all())
+
+
+def test_offset_rule_with_offset0_1_and_offset_8_is_the_papers_rule() -> None:
+    """In the 0-based frame the paper's floor(x / 16) + 1 and ceil(x / 16) - 1 are the C++ rule
+    with offset0 = 1, offset = 8, step = 16."""
+    generator = torch.Generator().manual_seed(0)
+    xy = torch.rand(500, 2, generator=generator, dtype=torch.float64) * 900 - 50
+    wh = torch.rand(500, 2, generator=generator, dtype=torch.float64) * 300
+    boxes = torch.cat([xy, xy + wh], dim=1)
+    boxes[:100] = boxes[:100].round()  # integers land on cell borders
+    paper = project_windows(boxes, (40, 50), 16)
+    offset = project_windows_offset(boxes, (40, 50), offset0=1.0, offset=8.0, step=16.0)
+    assert offset.tolist() == paper.tolist()
 
 
 # ---------------------------------------------------------------------------------------------

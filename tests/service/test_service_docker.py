@@ -51,7 +51,7 @@ def test_dockerfile_instructions() -> None:
     assert "COPY model_store ./model_store" in lines
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0"), "must run as non-root"
-    assert "EXPOSE 8000" in lines
+    assert "EXPOSE 8000 8081" in lines, "HTTP and the Open Inference Protocol's gRPC"
     assert "HEALTHCHECK" in text and "/readyz" in text.split("HEALTHCHECK", 1)[1]
     cmd = [line for line in lines if line.startswith("CMD [")][-1]  # the last CMD is the image's
     assert cmd.startswith('CMD ["python", "-m", "app.service.serve"') and '"--port", "8000"' in cmd
@@ -84,6 +84,7 @@ def test_compose_gpu_service(compose: dict[str, Any]) -> None:
 def test_compose_common_settings(compose: dict[str, Any], name: str) -> None:
     service = compose["services"][name]
     assert any(str(port).endswith(":8000") for port in service["ports"])
+    assert any(str(port).endswith(":8081") for port in service["ports"]), "gRPC (GRPC_PORT)"
     assert service["restart"] in ("unless-stopped", "always", "on-failure")
     health = service["healthcheck"]
     assert health["test"][0] == "CMD" and any("/readyz" in part for part in health["test"])

@@ -16,12 +16,11 @@ def shared_client(tiny_model: Any, service: Any) -> Iterator[Any]:
     """One app for the whole corpus (module scope keeps the run short)."""
     from fastapi.testclient import TestClient
 
-    from app.data.proposals import propose
     from app.inference.detector import Detector
     from app.service.factory import create_app
 
     detector = Detector(tiny_model, "cpu")
-    app = create_app(service.settings(), detector_loader=lambda _: detector, proposer=propose)
+    app = create_app(service.settings(), detector_loader=lambda _: detector)
     with TestClient(app) as client:
         service.wait_ready(client)
         yield client
@@ -128,7 +127,7 @@ def test_exif_rotated_boxes_are_in_the_displayed_frame(make_app: Any, images: An
         def warm_up(self) -> None:
             pass
 
-    with make_app.client(detector=BrightSquareDetector(make_app.inference.detector)) as client:
+    with make_app.client(detector=BrightSquareDetector(make_app.detector)) as client:
         response = client.post(
             "/detect", files={"image": ("r.jpg", images.exif_rotated_jpeg(), "image/jpeg")}
         )

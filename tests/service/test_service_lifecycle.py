@@ -32,7 +32,7 @@ def test_not_ready_until_loaded_then_ready(make_app: Any, png: bytes, service: A
 
     def slow_loader(_: Any) -> Any:
         release.wait(30)
-        return make_app.inference.detector
+        return make_app.detector
 
     with make_app.client(loader=slow_loader, ready=False) as client:
         assert client.get("/healthz").status_code == 200
@@ -245,7 +245,7 @@ def test_cors_off_by_default_and_on_when_configured(make_app: Any) -> None:
 
 
 def test_full_queue_answers_503_with_retry_after(make_app: Any, png: bytes) -> None:
-    detector = make_app.inference.detector
+    detector = make_app.detector
     detector.gate = threading.Event()
     with make_app.client(queue_size=2) as client, ThreadPoolExecutor(2) as pool:
         held = [pool.submit(post, client, png) for _ in range(2)]
@@ -268,11 +268,11 @@ def test_full_queue_answers_503_with_retry_after(make_app: Any, png: bytes) -> N
 
 def test_deadline_answers_504(make_app: Any, png: bytes) -> None:
     with make_app.client(request_timeout_s=0.5) as client:
-        make_app.inference.detector.delay_s = 1.5
+        make_app.detector.delay_s = 1.5
         response = post(client, png)
         assert response.status_code == 504
         assert response.json() == {"detail": "request timed out after 0.5 s"}
-        make_app.inference.detector.delay_s = 0.0
+        make_app.detector.delay_s = 0.0
         time.sleep(1.2)  # the abandoned call still occupies the inference thread
         assert post(client, png).status_code == 200
 
@@ -283,7 +283,7 @@ def test_out_of_memory_is_503_then_recovers(
     make_app: Any, png: bytes, error: BaseException, path: str
 ) -> None:
     with make_app.client() as client:
-        make_app.inference.detector.failures.append(error)
+        make_app.detector.failures.append(error)
         response = post(client, png, path)
         assert response.status_code == 503
         assert response.json() == {"detail": "out of memory during inference, retry later"}
@@ -294,14 +294,14 @@ def test_out_of_memory_is_503_then_recovers(
 
 def test_detector_crash_is_500_and_isolated(make_app: Any, png: bytes) -> None:
     with make_app.client() as client:
-        make_app.inference.detector.failures.append(ValueError("bug"))
+        make_app.detector.failures.append(ValueError("bug"))
         response = post(client, png)
         assert response.status_code == 500 and response.json() == {"detail": "inference failed"}
         assert post(client, png).status_code == 200
 
 
 def test_concurrent_requests_share_one_batch(make_app: Any, images: Any) -> None:
-    detector = make_app.inference.detector
+    detector = make_app.detector
     sizes = [(64, 48), (80, 60), (96, 72)]
     uploads = [images.encode(images.scene(w, h, seed=i), "PNG") for i, (w, h) in enumerate(sizes)]
     with make_app.client(batch_wait_ms=300, max_batch_size=8) as client:
@@ -318,7 +318,7 @@ def test_concurrent_requests_share_one_batch(make_app: Any, images: Any) -> None
 
 def test_in_flight_requests_finish_on_shutdown(make_app: Any, png: bytes) -> None:
     """Leaving the ``with`` (lifespan exit) waits for the request being served."""
-    detector = make_app.inference.detector
+    detector = make_app.detector
     detector.delay_s = 0.5
     with make_app.client() as client, ThreadPoolExecutor(1) as pool:
         pending = pool.submit(post, client, png)

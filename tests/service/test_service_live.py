@@ -59,7 +59,9 @@ def run_server(
     wait for ``/readyz`` 200, stop it with SIGTERM after."""
     port = free_port()
     log_path = tmp_dir / f"server-{port}.log"
-    full_env = {**os.environ, "LOG_LEVEL": "INFO", "PROPOSAL_WORKERS": "2", **env}
+    full_env = {
+        **os.environ, "LOG_LEVEL": "INFO", "PROPOSAL_WORKERS": "2", "GRPC_PORT": "0", **env
+    }  # fmt: skip
     command = [
         sys.executable,
         "-m",

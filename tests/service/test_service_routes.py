@@ -29,6 +29,7 @@ def check_detect_body(body: dict[str, Any], width: int, height: int) -> None:
         "height",
         "detections",
         "num_proposals",
+        "proposals_source",
         "scales",
         "batch_size",
         "timings_ms",
@@ -36,6 +37,7 @@ def check_detect_body(body: dict[str, Any], width: int, height: int) -> None:
     assert body["model"] == {"name": "tiny-random", "version": "0"}
     assert (body["width"], body["height"]) == (width, height)
     assert body["num_proposals"] >= 1 and body["batch_size"] >= 1
+    assert body["proposals_source"] in ("selective_search", "cache", "client")
     for stage in (
         "read",
         "decode",
@@ -166,13 +168,36 @@ def test_detect_max_proposals(client: Any, png: bytes) -> None:
 
 
 def test_detect_min_confidence_and_max_detections(client: Any, png: bytes) -> None:
-    everything = post_image(client, "/detect", png).json()["detections"]
+    everything = post_image(client, "/detect", png, params={"min_confidence": 0}).json()
+    everything = everything["detections"]
     median = sorted(d["confidence"] for d in everything)[len(everything) // 2]
     kept = post_image(client, "/detect", png, params={"min_confidence": median}).json()
     assert kept["detections"] and all(d["confidence"] >= median for d in kept["detections"])
     assert len(kept["detections"]) < len(everything) or median == 0.0
-    capped = post_image(client, "/detect", png, params={"max_detections": 2}).json()
-    assert capped["detections"] == everything[:2]
+    capped = post_image(client, "/detect", png, params={"max_detections": 2, "min_confidence": 0})
+    assert capped.json()["detections"] == everything[:2]
+
+
+def test_detect_default_min_confidence_is_one_half(client: Any, png: bytes) -> None:
+    """The documented default: a bare request returns no detection below 0.5, and
+    ``min_confidence=0`` returns those too. The tiny random model's Platt confidences straddle
+    0.5 (its SVM scores are near 0), so both sides are exercised."""
+    everything = post_image(client, "/detect", png, params={"min_confidence": 0}).json()
+    low = [d for d in everything["detections"] if d["confidence"] < 0.5]
+    assert low, "the fixture must produce detections below 0.5 for this test to mean anything"
+    bare = post_image(client, "/detect", png).json()["detections"]
+    assert all(d["confidence"] >= 0.5 for d in bare)
+    # The same detections as the high ones of the first answer (two runs of the network may
+    # differ in the last float bits, hence the rounding).
+    high = [d for d in everything["detections"] if d["confidence"] >= 0.5]
+    assert _rounded(bare) == _rounded(high) and bare
+
+
+def _rounded(detections: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return sorted(
+        (d["label"], round(d["confidence"], 4), *(round(v, 2) for v in d["box"].values()))
+        for d in detections
+    )
 
 
 def test_detect_nms_iou(client: Any, png: bytes) -> None:
@@ -267,7 +292,7 @@ def test_classify_multi_view_answers_what_the_detector_does(client: Any, png: by
     multi = post_image(client, "/classify", png, params={"views": "multi", "top_k": 3})
     full = post_image(client, "/classify", png, params={"top_k": 3})
     assert multi.status_code == 200, multi.text
-    detector = client.app.state.service.pipeline.detector
+    detector = client.app.state.service.engine.detector
     image = decode_image(png, max_pixels=10**8)
     [expected] = detector.classify([image], top_k=3, views="multi")
     got = {p["label"]: p["probability"] for p in multi.json()["predictions"]}
@@ -283,7 +308,7 @@ def test_classify_by_detection_answers_what_the_detector_does(client: Any, png: 
 
     response = post_image(client, "/classify", png, params={"views": "detect", "top_k": 3})
     assert response.status_code == 200, response.text
-    detector = client.app.state.service.pipeline.detector
+    detector = client.app.state.service.engine.detector
     image = decode_image(png, max_pixels=10**8)
     windows = propose(image, detector.model.manifest.proposals)
     [expected] = detector.classify([image], top_k=3, views="detect", proposals=[windows])

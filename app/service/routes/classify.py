@@ -13,9 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from app.service.deps import ApiKeyDep, PipelineDep
-from app.service.pipeline import server_timing_header
-from app.service.routes.detect import ERROR_RESPONSES
+from app.service.deps import ApiKeyDep, EngineDep
+from app.service.responses import ERROR_RESPONSES, server_timing_header
 from app.service.schemas import ClassifyParams, ClassifyResponse, ModelRef
 from app.service.uploads import read_image_request, upload_openapi
 
@@ -39,26 +38,26 @@ def _classify_openapi() -> dict[str, Any]:
     summary="Classify a whole image",
 )
 async def classify(
-    request: Request, params: Annotated[ClassifyParams, Query()], pipeline: PipelineDep
+    request: Request, params: Annotated[ClassifyParams, Query()], engine: EngineDep
 ) -> JSONResponse:
     """Class probabilities of the uploaded image, ``top_k`` best first."""
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    deadline = pipeline.new_deadline()
-    with pipeline.gate.slot():
+    deadline = engine.new_deadline()
+    with engine.gate.slot():
         params, upload = await read_image_request(
             request,
             ClassifyParams,
             params,
-            max_bytes=pipeline.settings.max_upload_bytes,
+            max_bytes=engine.settings.max_upload_bytes,
             timings=timings,
         )
-        image = await pipeline.decode(upload.data, deadline=deadline, timings=timings)
-        outcome = await pipeline.classify(
+        image = await engine.decode(upload.data, deadline=deadline, timings=timings)
+        outcome = await engine.classify(
             image, params.top_k, deadline=deadline, timings=timings, views=params.views
         )
-    pipeline.finish_timings(request, timings, started)
-    model = pipeline.detector.model
+    engine.finish_timings(request, timings, started)
+    model = engine.detector.model
     body = ClassifyResponse(
         model=ModelRef(name=model.name, version=model.version),
         width=int(image.shape[1]),

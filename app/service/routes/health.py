@@ -29,13 +29,13 @@ async def healthz() -> HealthResponse:
 )
 async def readyz(state: StateDep) -> JSONResponse:
     """200 once the model is loaded and warmed up; 503 with the reason before (or after)."""
-    pipeline = state.pipeline
-    if state.status == "ready" and pipeline is not None:
-        model = pipeline.detector.model
+    engine = state.engine
+    if state.status == "ready" and engine is not None:
+        model = engine.detector.model
         body = ReadyResponse(
             status="ready",
             model=ModelRef(name=model.name, version=model.version),
-            device=str(pipeline.detector.device),
+            device=str(engine.detector.device),
         )
         return JSONResponse(body.model_dump(mode="json"))
     body = ReadyResponse(status=state.status, reason=state.reason)

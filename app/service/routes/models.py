@@ -13,9 +13,9 @@ router = APIRouter(tags=["models"], dependencies=[ApiKeyDep])
 @router.get("/v1/models", response_model=ModelsResponse, summary="Loaded models")
 async def list_models(state: StateDep) -> ModelsResponse:
     """The loaded model with its manifest (without training provenance); empty until ready."""
-    if state.status != "ready" or state.pipeline is None:
+    if state.status != "ready" or state.engine is None:
         return ModelsResponse(models=[])
-    detector = state.pipeline.detector
+    detector = state.engine.detector
     model = detector.model
     manifest = model.manifest
     info = ModelInfo(

@@ -53,7 +53,8 @@ async function detect() {
   setStatus("detecting…");
   const form = new FormData();
   form.append("image", state.file);
-  const params = new URLSearchParams({ scales: selectedScales() });
+  // Every detection comes back (min_confidence=0); the slider filters them here, no new request.
+  const params = new URLSearchParams({ scales: selectedScales(), min_confidence: "0" });
   try {
     const response = await fetch(`/detect?${params}`, {
       method: "POST",
@@ -69,7 +70,8 @@ async function detect() {
     }
     state.result = body;
     render();
-    setStatus(`${body.detections.length} detections from ${body.num_proposals} proposals`);
+    const source = body.proposals_source === "cache" ? " (cached)" : "";
+    setStatus(`${body.detections.length} detections from ${body.num_proposals} proposals${source}`);
   } catch (error) {
     state.result = null;
     render();

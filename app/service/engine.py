@@ -1,9 +1,13 @@
-"""One model request, stage by stage: decode -> proposals -> inference worker -> (render).
+"""The inference engine of one loaded detector: the CPU pool, the proposal stage (its process
+pool and cache), the inference worker and the admission gate, and one model request stage by
+stage: decode -> proposals -> inference worker -> (render).
 
-CPU stages (decoding, selective search, drawing) run in a bounded thread pool sized to the
-cores: Pillow and OpenCV release the GIL in their C code, images need no pickling, and uploads
-stay in this process's memory (a process pool would copy every image twice). The network runs
-on the single :class:`~app.service.batching.InferenceWorker`. The event loop only awaits.
+CPU stages (decoding, hashing, downscaling, drawing) run in a bounded thread pool sized to
+the cores: Pillow and OpenCV release the GIL in their C code, images need no pickling, and
+uploads stay in this process's memory. Selective search's jobs run on the shared process pool
+of :class:`~app.service.proposing.ProposalStage` (exact and reproducible; OpenCV runs it on one
+thread per call, so only processes use the cores). The network runs on the single
+:class:`~app.service.batching.InferenceWorker`. The event loop only awaits.
 
 Every stage is timed into the request's ``timings`` dict (milliseconds) and bounded by the
 request's deadline (:class:`~app.service.batching.DeadlineExceeded` past it). A CPU task that
@@ -15,58 +19,46 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import Request
 
-from app.data.proposals import propose
-from app.imaging import decode_image
+from app.imaging import decode_image, encode_image
 from app.inference.detector import DetectionResult, DetectOptions, Detector, Prediction, ViewMode
-from app.model.config import ProposalConfig
-from app.service.batching import (
-    AdmissionGate,
-    DeadlineExceeded,
-    InferenceOutcome,
-    InferenceWorker,
-)
+from app.inference.draw import draw_detections
+from app.inference.timing import timed
+from app.service.batching import AdmissionGate, InferenceOutcome, InferenceWorker
 from app.service.metrics import ServiceMetrics
-from app.service.render import draw_detections
+from app.service.proposing import ProposalStage, Searcher, await_until
+from app.service.schemas import ProposalsSource
 from app.service.settings import Settings
 
 T = TypeVar("T")
-#: ``propose(image_rgb, config, max_proposals) -> ndarray[N, 4] float32``
-Proposer = Callable[[np.ndarray, ProposalConfig, int | None], np.ndarray]
 
 
-@contextmanager
-def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
-    """Add the block's wall time (ms) to ``timings[stage]``."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        elapsed = (time.perf_counter() - start) * 1000.0
-        timings[stage] = round(timings.get(stage, 0.0) + elapsed, 3)
+def render_detections(image: np.ndarray, result: DetectionResult, image_format: str) -> bytes:
+    """``image`` (``ndarray[H, W, 3] uint8`` RGB) with ``result``'s boxes drawn, encoded as
+    ``image_format`` (png or jpeg)."""
+    return encode_image(draw_detections(image, result.detections), image_format)
 
 
-class InferencePipeline:
-    """The CPU pool, the inference worker and the admission gate of one loaded detector."""
+class InferenceEngine:
+    """The CPU pool, the proposal stage, the inference worker and the admission gate of one
+    loaded detector (``searcher``: see :class:`~app.service.proposing.ProposalStage`)."""
 
     def __init__(
         self,
         detector: Detector,
         settings: Settings,
         metrics: ServiceMetrics,
-        proposer: Proposer = propose,
+        searcher: Searcher | None = None,
     ) -> None:
         self.detector = detector
         self.settings = settings
         self.metrics = metrics
-        self.proposer = proposer
         self.gate = AdmissionGate(settings.queue_size, metrics)
         self.worker = InferenceWorker(
             detector,
@@ -76,15 +68,29 @@ class InferencePipeline:
             metrics=metrics,
         )
         self.cpu = ThreadPoolExecutor(settings.proposal_workers, thread_name_prefix="cpu")
+        self.proposals = ProposalStage(
+            detector.model.manifest.proposals,
+            workers=settings.proposal_workers,
+            cache_size=settings.proposal_cache_size,
+            cpu=self.cpu,
+            metrics=metrics,
+            searcher=searcher,
+        )
 
     def start(self) -> None:
         """Start the inference worker (on the running loop)."""
         self.worker.start()
 
     async def stop(self) -> None:
-        """Finish queued work (up to the request timeout), then release the threads."""
+        """Finish queued work (up to the request timeout), then release the threads and the
+        selective-search processes."""
         await self.worker.stop(timeout_s=self.settings.request_timeout_s)
-        await asyncio.to_thread(self.cpu.shutdown, True)
+        await asyncio.to_thread(self.close_pools)
+
+    def close_pools(self) -> None:
+        """Blocking: stop the selective-search processes and the CPU threads."""
+        self.proposals.shutdown()
+        self.cpu.shutdown(wait=True)
 
     def new_deadline(self, started_at: float | None = None) -> float:
         """The deadline (event-loop clock) of a request arriving now or at ``started_at``."""
@@ -103,10 +109,7 @@ class InferencePipeline:
         """``fn(*args, **kwargs)`` in the CPU pool, awaited at most until ``deadline``."""
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self.cpu, functools.partial(fn, *args, **kwargs))
-        try:
-            return await asyncio.wait_for(future, max(deadline - loop.time(), 0.0))
-        except TimeoutError:
-            raise DeadlineExceeded("deadline passed during CPU work") from None
+        return await await_until(deadline, future, "CPU work")
 
     async def decode(
         self, data: bytes, *, deadline: float, timings: dict[str, float]
@@ -124,11 +127,36 @@ class InferencePipeline:
         max_proposals: int | None,
         deadline: float,
         timings: dict[str, float],
-    ) -> np.ndarray:
-        """Selective search in the CPU pool at the model's proposal settings."""
-        config = self.detector.model.manifest.proposals
+        supplied: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, ProposalsSource]:
+        """The windows of ``image``: ``supplied`` (ndarray[N, 4], already validated) when given,
+        else selective search at the model's settings (cached); with their source."""
+        source: ProposalsSource
         with timed(timings, "proposals"):
-            return await self.run_cpu(deadline, self.proposer, image, config, max_proposals)
+            if supplied is not None:
+                boxes, source = supplied, "client"
+            else:
+                boxes, source = await self.proposals.propose(
+                    image, max_proposals=max_proposals, deadline=deadline
+                )
+        self.metrics.proposals.labels(source=source).inc()
+        return boxes, source
+
+    async def detect_windows(
+        self,
+        image: np.ndarray,
+        proposals: np.ndarray,
+        options: DetectOptions,
+        *,
+        deadline: float,
+        timings: dict[str, float],
+    ) -> InferenceOutcome[DetectionResult]:
+        """The batched detector on ``image`` and its windows (ndarray[N, 4] float32)."""
+        outcome = await self.worker.detect(image, proposals, options, deadline=deadline)
+        timings["queue"] = round(outcome.queue_ms, 3)
+        timings.update(outcome.value.timings_ms)
+        timings["inference"] = round(outcome.inference_ms, 3)
+        return outcome
 
     async def detect(
         self,
@@ -139,15 +167,13 @@ class InferencePipeline:
         deadline: float,
         timings: dict[str, float],
     ) -> InferenceOutcome[DetectionResult]:
-        """Selective search in the CPU pool, then the batched detector."""
-        proposals = await self.propose(
+        """Selective search (cached), then the batched detector."""
+        proposals, _ = await self.propose(
             image, max_proposals=max_proposals, deadline=deadline, timings=timings
         )
-        outcome = await self.worker.detect(image, proposals, options, deadline=deadline)
-        timings["queue"] = round(outcome.queue_ms, 3)
-        timings.update(outcome.value.timings_ms)
-        timings["inference"] = round(outcome.inference_ms, 3)
-        return outcome
+        return await self.detect_windows(
+            image, proposals, options, deadline=deadline, timings=timings
+        )
 
     async def classify(
         self,
@@ -159,10 +185,10 @@ class InferencePipeline:
         views: ViewMode = "full",
     ) -> InferenceOutcome[list[Prediction]]:
         """Whole-image classification through the batched detector (``views="detect"``:
-        selective search in the CPU pool first, as for ``detect``)."""
+        selective search first, cached, as for ``detect``)."""
         proposals = None
         if views == "detect":
-            proposals = await self.propose(
+            proposals, _ = await self.propose(
                 image, max_proposals=None, deadline=deadline, timings=timings
             )
         outcome = await self.worker.classify(
@@ -183,18 +209,10 @@ class InferencePipeline:
     ) -> bytes:
         """The image with the boxes drawn, encoded as ``image_format`` (png or jpeg)."""
         with timed(timings, "render"):
-            return await self.run_cpu(
-                deadline, draw_detections, image, result.detections, image_format
-            )
+            return await self.run_cpu(deadline, render_detections, image, result, image_format)
 
     def warm_up(self) -> None:
-        """Blocking: one detector warm-up and one selective search on a small image."""
+        """Blocking: one detector warm-up and one selective search on a small image (which
+        starts the process pool's workers)."""
         self.detector.warm_up()
-        rng = np.random.default_rng(0)
-        image = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
-        self.proposer(image, self.detector.model.manifest.proposals, 16)
-
-
-def server_timing_header(timings: dict[str, float]) -> str:
-    """``Server-Timing`` header value (``stage;dur=ms, ...``) for browser dev tools."""
-    return ", ".join(f"{stage};dur={ms:.3f}" for stage, ms in timings.items())
+        self.proposals.warm_up()
