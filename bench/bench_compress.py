@@ -39,6 +39,7 @@ from app.model.heads import FcHead
 from app.model.store import SppModel
 from bench.common import (
     REPO_ROOT,
+    SizeOption,
     command_line,
     cpu_model,
     default_model,
@@ -48,7 +49,7 @@ from bench.common import (
     log,
     machine_description,
     markdown_table,
-    parser_for,
+    parse_options,
     render_section,
     report,
     setup_threads,
@@ -338,16 +339,14 @@ def run(quick: bool, map_images: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = parser_for(__doc__)
-    parser.add_argument(
-        "--map-images",
-        type=int,
-        default=None,
-        help="test images for the mAP effect (default 40; quick 0)",
+    args = parse_options(
+        __doc__,
+        argv,
+        SizeOption(
+            "--map-images", full=40, quick=0, what="test images for the mAP effect", zero_skips=True
+        ),
     )
-    args = parser.parse_args(argv)
-    map_images = args.map_images if args.map_images is not None else (0 if args.quick else 40)
-    report(SECTION, run(args.quick, map_images), args.write)
+    report(SECTION, run(args.quick, args.map_images), args.write)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from app.inference.detector import STAGES, DetectOptions, Detector, Precision, S
 from app.model.store import SppModel
 from bench.common import (
     BenchImage,
+    SizeOption,
     command_line,
     default_model,
     fmt_ms,
@@ -39,7 +40,7 @@ from bench.common import (
     machine_description,
     markdown_table,
     model_summary,
-    parser_for,
+    parse_options,
     render_section,
     report,
     setup_threads,
@@ -234,15 +235,13 @@ def run(count: int, full_count: int, quick: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = parser_for(__doc__)
-    parser.add_argument("--images", type=int, default=None, help="images (default 8; quick 2)")
-    parser.add_argument(
-        "--full-images", type=int, default=None, help="images for full ZF-5 (default 2; quick 0)"
+    args = parse_options(
+        __doc__,
+        argv,
+        SizeOption("--images", full=8, quick=2, what="images"),
+        SizeOption("--full-images", full=2, quick=0, what="images for full ZF-5", zero_skips=True),
     )
-    args = parser.parse_args(argv)
-    count = args.images or (2 if args.quick else 8)
-    full_count = args.full_images if args.full_images is not None else (0 if args.quick else 2)
-    report(SECTION, run(count, min(full_count, count), args.quick), args.write)
+    report(SECTION, run(args.images, min(args.full_images, args.images), args.quick), args.write)
 
 
 if __name__ == "__main__":

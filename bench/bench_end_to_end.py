@@ -44,13 +44,14 @@ import torch
 from bench.bench_selective_search import PHOTOS, downscale, load_photo
 from bench.common import (
     MODEL_STORE,
+    SizeOption,
     command_line,
     default_model,
     fmt_ms,
     log,
     machine_description,
     markdown_table,
-    parser_for,
+    parse_options,
     render_section,
     report,
     setup_threads,
@@ -405,12 +406,9 @@ def run(repeats: int, photos_names: tuple[str, ...], quick: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = parser_for(__doc__)
-    parser.add_argument("--repeats", type=int, default=None, help="repeats (default 3; quick 1)")
-    args = parser.parse_args(argv)
-    repeats = args.repeats or (1 if args.quick else 3)
+    args = parse_options(__doc__, argv, SizeOption("--repeats", full=3, quick=1, what="repeats"))
     photos = PHOTOS[:1] if args.quick else PHOTOS
-    report(SECTION, run(repeats, photos, args.quick), args.write)
+    report(SECTION, run(args.repeats, photos, args.quick), args.write)
 
 
 if __name__ == "__main__":

@@ -33,12 +33,13 @@ from app.data.proposals import propose, search_boxes, search_boxes_monolithic
 from app.evaluation.recall import proposal_recall
 from app.model.config import ProposalConfig
 from bench.common import (
+    SizeOption,
     command_line,
     generated_images,
     log,
     machine_description,
     markdown_table,
-    parser_for,
+    parse_options,
     render_section,
     report,
     setup_threads,
@@ -230,10 +231,8 @@ def run(count: int, parallel_count: int, quick: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = parser_for(__doc__)
-    parser.add_argument("--images", type=int, default=None, help="images (default 30; quick 3)")
-    args = parser.parse_args(argv)
-    count = args.images or (3 if args.quick else 30)
+    args = parse_options(__doc__, argv, SizeOption("--images", full=30, quick=3, what="images"))
+    count = args.images
     parallel_count = min(count, 4 if args.quick else 12)
     report(SECTION, run(count, parallel_count, args.quick), args.write)
 

@@ -44,13 +44,14 @@ from app.data.selective_search import (
 )
 from app.evaluation.recall import best_proposal_iou
 from bench.common import (
+    SizeOption,
     command_line,
     fmt_ms,
     generated_images,
     log,
     machine_description,
     markdown_table,
-    parser_for,
+    parse_options,
     render_section,
     report,
     setup_threads,
@@ -225,14 +226,14 @@ def run(repeats: int, photos: tuple[str, ...], shapes: int, quick: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = parser_for(__doc__)
-    parser.add_argument("--repeats", type=int, default=None, help="repeats (default 5; quick 1)")
-    parser.add_argument("--images", type=int, default=None, help="shapes images (20; quick 2)")
-    args = parser.parse_args(argv)
-    repeats = args.repeats or (1 if args.quick else 5)
+    args = parse_options(
+        __doc__,
+        argv,
+        SizeOption("--repeats", full=5, quick=1, what="repeats"),
+        SizeOption("--images", full=20, quick=1, what="shapes images"),
+    )
     photos = PHOTOS[:1] if args.quick else PHOTOS
-    shapes = args.images or (1 if args.quick else 20)
-    report(SECTION, run(repeats, photos, shapes, args.quick), args.write)
+    report(SECTION, run(args.repeats, photos, args.images, args.quick), args.write)
 
 
 if __name__ == "__main__":

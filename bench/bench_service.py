@@ -36,12 +36,13 @@ from bench.common import (
     DEFAULT_MODEL,
     MODEL_STORE,
     REPO_ROOT,
+    SizeOption,
     command_line,
     generated_images,
     log,
     machine_description,
     markdown_table,
-    parser_for,
+    parse_options,
     render_section,
     report,
 )
@@ -363,14 +364,11 @@ def run(duration_s: float, levels: tuple[int, ...], quick: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = parser_for(__doc__)
-    parser.add_argument(
-        "--duration", type=float, default=None, help="seconds per level (default 20; quick 3)"
+    args = parse_options(
+        __doc__, argv, SizeOption("--duration", full=20.0, quick=3.0, what="seconds per level")
     )
-    args = parser.parse_args(argv)
-    duration = args.duration or (3.0 if args.quick else 20.0)
     levels = (1, 4) if args.quick else CONCURRENCY
-    report(SECTION, run(duration, levels, args.quick), args.write)
+    report(SECTION, run(args.duration, levels, args.quick), args.write)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,48 @@ def parser_for(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass(frozen=True)
+class SizeOption:
+    """A numeric option (``--images N``, ``--duration S``) whose default depends on ``--quick``.
+
+    Unset, the option takes ``quick`` in a ``--quick`` run and ``full`` otherwise; so does an
+    explicit 0, unless ``zero_skips`` (0 then skips the part of the run the option sizes).
+    The type of ``full`` is the option's type.
+    """
+
+    flag: str
+    full: int | float
+    quick: int | float
+    what: str
+    zero_skips: bool = False
+
+    @property
+    def dest(self) -> str:
+        """The attribute name argparse gives the option (``--map-images`` -> ``map_images``)."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+def parse_options(
+    doc: str | None, argv: Sequence[str] | None, *sizes: SizeOption
+) -> argparse.Namespace:
+    """``--quick``, ``--write`` and ``sizes`` parsed from ``argv``, each size resolved to its
+    value for this run (see :class:`SizeOption`)."""
+    parser = parser_for(doc)
+    for size in sizes:
+        parser.add_argument(
+            size.flag,
+            type=type(size.full),
+            default=None,
+            help=f"{size.what} (default {size.full:g}; quick {size.quick:g})",
+        )
+    args = parser.parse_args(argv)
+    for size in sizes:
+        value = getattr(args, size.dest)
+        if value is None or (value == 0 and not size.zero_skips):
+            setattr(args, size.dest, size.quick if args.quick else size.full)
+    return args
+
+
 def command_line(module: str, argv: Sequence[str] | None = None) -> str:
     """The exact command that reproduces this run, from the repository root."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -121,6 +121,19 @@ def _check_boxes(name: str, boxes: Tensor) -> None:
         raise ValueError(f"expected floating {name}, got {boxes.dtype}")
 
 
+def _check_scale_choice(
+    boxes: Tensor, scales: Sequence[int], short_side: int
+) -> tuple[list[int], int]:
+    """The inputs of either per-window scale choice, checked: floating ``boxes`` (Tensor[K, 4]),
+    at least one positive integer scale, a positive ``short_side``. Returns ``(scales,
+    short_side)`` as ints."""
+    _check_boxes("boxes", boxes)
+    values = [_positive_int("scale", s) for s in scales]
+    if not values:
+        raise ValueError("expected at least one scale")
+    return values, _positive_int("short_side", short_side)
+
+
 def _window_areas(boxes: Tensor, inclusive: bool) -> Tensor:
     """``(x2 - x1) (y2 - y1)``, or with ``inclusive`` ``(x2 - x1 + 1) (y2 - y1 + 1)``, float64."""
     coords = boxes.to(torch.float64)
@@ -156,11 +169,7 @@ def choose_scale_per_window(
     Returns:
         LongTensor[K] on ``boxes.device``: indices into ``scales``.
     """
-    _check_boxes("boxes", boxes)
-    values = [_positive_int("scale", s) for s in scales]
-    if not values:
-        raise ValueError("expected at least one scale")
-    short_side = _positive_int("short_side", short_side)
+    values, short_side = _check_scale_choice(boxes, scales, short_side)
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     area = _window_areas(boxes, inclusive)  # [K] original pixels
@@ -202,11 +211,7 @@ def choose_scale_by_expected_side(
     Returns:
         LongTensor[K] on ``boxes.device``: indices into ``scales``.
     """
-    _check_boxes("boxes", boxes)
-    values = [_positive_int("scale", s) for s in scales]
-    if not values:
-        raise ValueError("expected at least one scale")
-    short_side = _positive_int("short_side", short_side)
+    values, short_side = _check_scale_choice(boxes, scales, short_side)
     if not math.isfinite(target_side) or target_side <= 0:
         raise ValueError(f"expected a positive target_side, got {target_side!r}")
     if boxes.shape[0] == 0:

@@ -98,12 +98,16 @@ class InferenceEngine:
         start = loop.time() if started_at is None else started_at
         return start + self.settings.request_timeout_s
 
-    def finish_timings(self, request: Request, timings: dict[str, float], started: float) -> None:
-        """Close a request's stage timings: ``total`` since ``started`` (``perf_counter``),
-        kept on the request for the access log and observed by the stage metrics."""
+    def close_timings(self, timings: dict[str, float], started: float) -> None:
+        """Close a model request's stage timings (ms): ``total`` since ``started``
+        (``perf_counter``), then all of them observed by the stage metrics."""
         timings["total"] = round((time.perf_counter() - started) * 1000.0, 3)
-        request.state.timings_ms = timings
         self.metrics.observe_stages(timings)
+
+    def finish_timings(self, request: Request, timings: dict[str, float], started: float) -> None:
+        """:meth:`close_timings`, and the timings kept on the request for the access log."""
+        self.close_timings(timings, started)
+        request.state.timings_ms = timings
 
     async def run_cpu(self, deadline: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` in the CPU pool, awaited at most until ``deadline``."""

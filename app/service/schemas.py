@@ -1,12 +1,14 @@
-"""Request options and response bodies of the HTTP API (pydantic models, shown in /docs)."""
+"""Request options and response bodies of the HTTP API (pydantic models, shown in /docs), and
+the ``classes`` option resolved to class ids (shared by ``/detect`` and the v2 detection model)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.inference.detector import DetectionResult, Prediction
+from app.inference.detector import DetectionResult, DetectOptions, Prediction
 
 OutputFormat = Literal["json", "png", "jpeg"]
 ProposalsSource = Literal["selective_search", "client", "cache"]
@@ -51,6 +53,40 @@ class DetectParams(BaseModel):
     format: OutputFormat | None = Field(
         None, description="json, or png/jpeg for the image with boxes drawn (overrides Accept)"
     )
+
+    def detect_options(self, class_ids: tuple[int, ...] | None) -> DetectOptions:
+        """The detector's options for these parameters; ``class_ids``: :attr:`classes`
+        resolved (:func:`class_ids_from_names`), ``None`` for all classes."""
+        return DetectOptions(
+            scales=self.scales,
+            nms_iou=self.nms_iou,
+            min_confidence=self.min_confidence,
+            class_ids=class_ids,
+            max_detections=self.max_detections,
+        )
+
+
+class UnknownClassError(ValueError):
+    """A ``classes`` option naming labels the model does not have."""
+
+
+def class_ids_from_names(names: str | None, classes: Sequence[str]) -> tuple[int, ...] | None:
+    """A ``classes`` option (comma-separated labels) -> sorted indices into ``classes``;
+    ``None`` (all classes) when it is absent or blank.
+
+    Raises:
+        UnknownClassError: with the message both APIs return, naming the unknown labels and
+            the model's classes.
+    """
+    if names is None or not names.strip():
+        return None
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in classes]
+    if unknown:
+        raise UnknownClassError(
+            f"unknown class name(s): {', '.join(unknown)}; expected some of: {', '.join(classes)}"
+        )
+    return tuple(sorted({classes.index(name) for name in wanted}))
 
 
 class ClassifyParams(BaseModel):

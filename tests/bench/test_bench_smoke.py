@@ -61,6 +61,27 @@ def test_markdown_table() -> None:
         _common().markdown_table(["name", "ms"], [["a"]])
 
 
+def test_size_options_take_the_quick_or_the_full_default() -> None:
+    common = _common()
+    sizes = (
+        common.SizeOption("--images", full=30, quick=3, what="images"),
+        common.SizeOption("--map-images", full=40, quick=0, what="mAP images", zero_skips=True),
+        common.SizeOption("--duration", full=20.0, quick=3.0, what="seconds"),
+    )
+
+    def parsed(*argv: str) -> tuple[object, ...]:
+        args = common.parse_options("A benchmark.", list(argv), *sizes)
+        return args.images, args.map_images, args.duration, args.quick
+
+    assert parsed() == (30, 40, 20.0, False)
+    assert parsed("--quick") == (3, 0, 3.0, True)
+    # 0 means the default, except for an option where 0 skips a part of the run
+    assert parsed("--images", "0", "--map-images", "0", "--duration", "0") == (30, 0, 20.0, False)
+    given = parsed("--quick", "--images", "7", "--map-images", "5", "--duration", "1.5")
+    assert given == (7, 5, 1.5, True)
+    assert type(given[0]) is int and type(given[2]) is float
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_quick_run_writes_its_section(script: str, tmp_path: Path) -> None:

@@ -55,17 +55,15 @@ def _detection(image_id: str, label: str, score: float, box: tuple[int, ...]) ->
     return {"image_id": image_id, "label": label, "score": score, "box": list(box)}
 
 
-def test_evaluate_scores_a_detections_file_by_hand(tmp_path: Path) -> None:
-    root = _write_dataset(tmp_path / "voc")
-    detections = [
-        _detection("a", "circle", 0.9, (10, 10, 29, 29)),  # true positive
-        _detection("b", "circle", 0.8, (40, 30, 60, 45)),  # false positive (background)
-        _detection("b", "circle", 0.7, (0, 0, 9, 9)),  # true positive
-    ]
+def _evaluate_file(
+    tmp_path: Path, detections: list[dict[str, Any]], **options: Any
+) -> dict[str, Any]:
+    """``evaluate`` of ``detections`` (written to ``tmp_path/detections.json``) on the dataset
+    of :data:`GROUND_TRUTH` at ``tmp_path/voc``, into ``tmp_path/out``."""
     path = tmp_path / "detections.json"
     path.write_text(json.dumps(detections))
-    report = evaluate(
-        voc_root=root,
+    return evaluate(
+        voc_root=_write_dataset(tmp_path / "voc"),
         split="val",
         store=tmp_path / "store",
         model_name=None,
@@ -73,7 +71,17 @@ def test_evaluate_scores_a_detections_file_by_hand(tmp_path: Path) -> None:
         scales="single",
         out_dir=tmp_path / "out",
         progress=False,
+        **options,
     )
+
+
+def test_evaluate_scores_a_detections_file_by_hand(tmp_path: Path) -> None:
+    detections = [
+        _detection("a", "circle", 0.9, (10, 10, 29, 29)),  # true positive
+        _detection("b", "circle", 0.8, (40, 30, 60, 45)),  # false positive (background)
+        _detection("b", "circle", 0.7, (0, 0, 9, 9)),  # true positive
+    ]
+    report = _evaluate_file(tmp_path, detections)
     # circle, ranked: TP (P 1, R 1/2), FP (P 1/2, R 1/2), TP (P 2/3, R 1): the 11-point AP
     # takes precision 1 at recall 0..0.5 (6 points) and 2/3 at 0.6..1 (5 points).
     circle_ap = (6 * 1.0 + 5 * (2 / 3)) / 11
@@ -84,25 +92,12 @@ def test_evaluate_scores_a_detections_file_by_hand(tmp_path: Path) -> None:
     assert (summary["images"], summary["scales"], summary["proposal_recall"]) == (3, None, None)
     assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
     assert (tmp_path / "out" / report["plots"]["precision_recall"]).is_file()
-    assert report["settings"]["detections_file"] == str(path)
+    assert report["settings"]["detections_file"] == str(tmp_path / "detections.json")
     assert report["detection"]["false_positives"]  # the breakdown is part of the report
 
 
 def test_limit_keeps_the_first_images(tmp_path: Path) -> None:
-    root = _write_dataset(tmp_path / "voc")
-    path = tmp_path / "detections.json"
-    path.write_text(json.dumps([_detection("a", "circle", 0.9, (10, 10, 29, 29))]))
-    report = evaluate(
-        voc_root=root,
-        split="val",
-        store=tmp_path / "store",
-        model_name=None,
-        detections_file=path,
-        scales="single",
-        out_dir=tmp_path / "out",
-        limit=1,
-        progress=False,
-    )
+    report = _evaluate_file(tmp_path, [_detection("a", "circle", 0.9, (10, 10, 29, 29))], limit=1)
     assert report["summary"]["images"] == 1
     assert report["summary"]["ap"] == {"circle": 1.0, "square": None}  # no square: not in the mAP
     assert report["summary"]["map"] == 1.0

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from inference_inputs import CLASSES
 
 from app.inference.detector import Detector
 from app.model.config import DetectionConfig
 from app.model.store import build_random_model
-
-CLASSES = ["circle", "square", "triangle", "star"]
 
 
 @pytest.fixture(scope="session")

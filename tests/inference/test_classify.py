@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from inference_inputs import CLASSES, random_boxes, random_image
 
 from app.inference.classify import (
     detection_probabilities,
@@ -18,23 +19,6 @@ from app.inference.detector import Detector
 from app.inference.results import Detection, DetectionResult, Prediction
 from app.model.preprocess import image_to_tensor, resize_to_scale
 from app.ops.spp import project_windows, spatial_pyramid_pool
-
-CLASSES = ["circle", "square", "triangle", "star"]
-
-
-def _image(seed: int, height: int = 120, width: int = 160) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def _boxes(seed: int, n: int, height: int = 120, width: int = 160) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x1 = rng.uniform(0, width - 20, n)
-    y1 = rng.uniform(0, height - 20, n)
-    w = rng.uniform(4, width, n)
-    h = rng.uniform(4, height, n)
-    return np.stack(
-        [x1, y1, np.minimum(x1 + w, width - 1), np.minimum(y1 + h, height - 1)], 1
-    ).astype(np.float32)
 
 
 @pytest.mark.parametrize(("height", "width"), [(120, 160), (300, 200), (50, 400)])
@@ -58,7 +42,7 @@ def test_view_windows_are_a_grid_of_squares_inside_the_image(
 def test_full_view_drops_the_background_output(background_detector: Detector) -> None:
     """With a background output, ``classify`` reports the K object classes: the softmax over
     all K + 1 logits, background removed, renormalised."""
-    image = _image(13)
+    image = random_image(13)
     manifest = background_detector.model.manifest
     resized, _, _ = resize_to_scale(
         image, manifest.preprocess.classify_size, manifest.detection.max_long_side
@@ -93,7 +77,7 @@ def test_multi_view_is_the_best_view_per_class_renormalised(
     ``spatial_pyramid_pool``, classified one at a time; a background output, when the model
     has one, is dropped from each view's softmax before the best view is taken."""
     detector: Detector = request.getfixturevalue(fixture)
-    image = _image(12)
+    image = random_image(12)
     net, preprocess = detector.net, detector.model.manifest.preprocess
     best = torch.zeros(len(CLASSES))
     with torch.inference_mode():
@@ -123,7 +107,7 @@ def test_classify_by_detection_is_each_class_best_confidence_renormalised(
 ) -> None:
     """Against the detections themselves: per class the largest confidence (0 without a
     detection), divided by the sum over classes."""
-    image, boxes = _image(13), _boxes(13, 60)
+    image, boxes = random_image(13), random_boxes(13, 60)
     [result] = detector.detect([image], [boxes])
     best = dict.fromkeys(CLASSES, 0.0)
     for d in result.detections:

@@ -9,33 +9,18 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from inference_inputs import CLASSES, random_boxes, random_image
 from torchvision.ops import box_iou
 
 from app.inference.detector import STAGES, DetectOptions, Detector
 from app.model.config import DetectionConfig
 from app.model.store import build_random_model
 
-CLASSES = ["circle", "square", "triangle", "star"]
-
-
-def _image(seed: int, height: int = 120, width: int = 160) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def _boxes(seed: int, n: int, height: int = 120, width: int = 160) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x1 = rng.uniform(0, width - 20, n)
-    y1 = rng.uniform(0, height - 20, n)
-    w = rng.uniform(4, width, n)
-    h = rng.uniform(4, height, n)
-    return np.stack(
-        [x1, y1, np.minimum(x1 + w, width - 1), np.minimum(y1 + h, height - 1)], 1
-    ).astype(np.float32)
-
 
 @pytest.mark.parametrize("scales", ["single", "multi"])
 def test_detections_are_well_formed(detector: Detector, scales: str) -> None:
-    [result] = detector.detect([_image(0)], [_boxes(1, 200)], DetectOptions(scales=scales))  # type: ignore[arg-type]
+    options = DetectOptions(scales=scales)  # type: ignore[arg-type]
+    [result] = detector.detect([random_image(0)], [random_boxes(1, 200)], options)
     assert result.num_proposals == 200 and (result.width, result.height) == (160, 120)
     assert result.detections, "a random model with min_score -inf must detect something"
     boxes = torch.tensor([d.box for d in result.detections])
@@ -58,14 +43,14 @@ def test_detections_are_well_formed(detector: Detector, scales: str) -> None:
 
 
 def test_deterministic(detector: Detector) -> None:
-    a = detector.detect([_image(2)], [_boxes(3, 100)])[0].detections
-    b = detector.detect([_image(2)], [_boxes(3, 100)])[0].detections
+    a = detector.detect([random_image(2)], [random_boxes(3, 100)])[0].detections
+    b = detector.detect([random_image(2)], [random_boxes(3, 100)])[0].detections
     assert a == b
 
 
 def test_batch_equals_one_by_one(detector: Detector) -> None:
-    images = [_image(4), _image(5, 90, 130)]
-    boxes = [_boxes(6, 50), _boxes(7, 30, 90, 130)]
+    images = [random_image(4), random_image(5, 90, 130)]
+    boxes = [random_boxes(6, 50), random_boxes(7, 30, 90, 130)]
     batched = detector.detect(images, boxes, [DetectOptions(), DetectOptions(scales="multi")])
     single = [
         detector.detect([images[0]], [boxes[0]])[0],
@@ -79,12 +64,12 @@ def test_batch_equals_one_by_one(detector: Detector) -> None:
 
 
 def test_no_proposals_gives_no_detections(detector: Detector) -> None:
-    [result] = detector.detect([_image(8)], [np.zeros((0, 4), np.float32)])
+    [result] = detector.detect([random_image(8)], [np.zeros((0, 4), np.float32)])
     assert result.detections == [] and result.num_proposals == 0
 
 
 def test_options_filter(detector: Detector) -> None:
-    image, boxes = _image(9), _boxes(10, 300)
+    image, boxes = random_image(9), random_boxes(10, 300)
     [everything] = detector.detect([image], [boxes])
     [only] = detector.detect([image], [boxes], DetectOptions(class_ids=(1,)))
     assert {d.class_id for d in only.detections} <= {1}
@@ -100,7 +85,7 @@ def test_options_filter(detector: Detector) -> None:
 
 
 def test_classify_returns_sorted_probabilities(detector: Detector) -> None:
-    [predictions] = detector.classify([_image(11)], top_k=10)
+    [predictions] = detector.classify([random_image(11)], top_k=10)
     assert [p.label for p in predictions] and len(predictions) == len(CLASSES)
     probabilities = [p.probability for p in predictions]
     assert probabilities == sorted(probabilities, reverse=True)
@@ -109,16 +94,16 @@ def test_classify_returns_sorted_probabilities(detector: Detector) -> None:
 
 def test_rejects_mismatched_inputs(detector: Detector) -> None:
     with pytest.raises(ValueError, match="2 images but 1 proposal arrays"):
-        detector.detect([_image(0), _image(1)], [_boxes(0, 3)])
+        detector.detect([random_image(0), random_image(1)], [random_boxes(0, 3)])
     with pytest.raises(ValueError, match="expected scales 'single' or 'multi'"):
-        detector.detect([_image(0)], [_boxes(0, 3)], DetectOptions(scales="bogus"))  # type: ignore[arg-type]
+        detector.detect([random_image(0)], [random_boxes(0, 3)], DetectOptions(scales="bogus"))  # type: ignore[arg-type]
 
 
 def test_bfloat16_detections_follow_float32(detector: Detector) -> None:
     """bfloat16 autocast (conv + fc6/fc7) against float32: the strongest detections agree in
     class and box, and scores stay close (bfloat16 keeps 8 bits of mantissa)."""
     reduced = Detector(detector.model, "cpu", precision="bfloat16")
-    image, boxes = _image(21), _boxes(21, 40)
+    image, boxes = random_image(21), random_boxes(21, 40)
     [full] = detector.detect([image], [boxes])
     [low] = reduced.detect([image], [boxes])
     assert full.detections and low.detections
@@ -155,8 +140,8 @@ def test_a_call_nested_in_detect_keeps_its_stage_times_to_itself(inner_call: str
     on the object, reset by each ``detect``, reported the inner call's 500 ms in it."""
     config = DetectionConfig(single_scale=96, multi_scales=(64, 96), min_score=-1e9)
     detector = Detector(build_random_model(CLASSES, detection=config, seed=5), "cpu")
-    outer_image, outer_boxes = _image(30), _boxes(31, 5)
-    inner_image, inner_boxes = _image(32, 90, 130), _boxes(33, 7, 90, 130)
+    outer_image, outer_boxes = random_image(30), random_boxes(31, 5)
+    inner_image, inner_boxes = random_image(32, 90, 130), random_boxes(33, 7, 90, 130)
     inner: list[Any] = []
 
     def slow_inner_svm(_: torch.nn.Module, inputs: tuple[torch.Tensor], __: Any) -> None:
@@ -192,10 +177,12 @@ def test_a_call_nested_in_detect_keeps_its_stage_times_to_itself(inner_call: str
 
 def test_each_result_owns_its_timings(detector: Detector) -> None:
     """Results of one batch carry equal but separate dicts; a later call leaves them alone."""
-    first, second = detector.detect([_image(40), _image(41)], [_boxes(42, 9), _boxes(43, 9)])
+    first, second = detector.detect(
+        [random_image(40), random_image(41)], [random_boxes(42, 9), random_boxes(43, 9)]
+    )
     assert first.timings_ms == second.timings_ms and first.timings_ms is not second.timings_ms
     before = dict(first.timings_ms)
-    detector.detect([_image(44)], [_boxes(45, 30)], DetectOptions(scales="multi"))
+    detector.detect([random_image(44)], [random_boxes(45, 30)], DetectOptions(scales="multi"))
     assert first.timings_ms == before
     assert all(first.timings_ms[stage] >= 0.0 for stage in STAGES)
 
@@ -223,19 +210,23 @@ def _uncalibrated_detector_without_classifier() -> Detector:
 def test_uncalibrated_confidence_is_the_sigmoid_of_the_score() -> None:
     detector = _uncalibrated_detector_without_classifier()
     options = DetectOptions(nms_iou=1.0, max_per_class=10**6, min_confidence=0.0)
-    [result] = detector.detect([_image(4)], [_boxes(5, 30)], options)
+    [result] = detector.detect([random_image(4)], [random_boxes(5, 30)], options)
     assert len(result.detections) == 30 * len(CLASSES)  # no score threshold, nothing suppressed
     for d in result.detections:
         assert d.confidence == pytest.approx(1.0 / (1.0 + math.exp(-d.score)), abs=1e-6)
-    positive = detector.detect([_image(4)], [_boxes(5, 30)], DetectOptions(min_confidence=0.5))
+    positive = detector.detect(
+        [random_image(4)], [random_boxes(5, 30)], DetectOptions(min_confidence=0.5)
+    )
     assert all(d.score >= 0 for d in positive[0].detections)
 
 
 def test_a_model_without_classifier_detects_and_classifies_by_detection_only() -> None:
     detector = _uncalibrated_detector_without_classifier()
     detector.warm_up()
-    image = _image(6)
-    [predictions] = detector.classify([image], top_k=2, views="detect", proposals=[_boxes(7, 20)])
+    image = random_image(6)
+    [predictions] = detector.classify(
+        [image], top_k=2, views="detect", proposals=[random_boxes(7, 20)]
+    )
     assert len(predictions) == 2
     for views in ("full", "multi"):
         with pytest.raises(ValueError, match="no whole-image classification head"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from inference_inputs import random_image
 
 from app.inference.detector import Detector
 from app.inference.features import (
@@ -21,10 +22,6 @@ from app.ops.boxes import choose_scale_per_window
 from app.ops.spp import project_windows, spatial_pyramid_pool
 
 SCALES = (64, 96, 128, 160, 224)
-
-
-def _image(seed: int, height: int = 120, width: int = 160) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
 def _windows(height: int = 120, width: int = 160) -> torch.Tensor:
@@ -44,14 +41,16 @@ def _windows(height: int = 120, width: int = 160) -> torch.Tensor:
     )
 
 
-def reference(runtime: Runtime, image: np.ndarray, windows: torch.Tensor) -> torch.Tensor:
+def reference(
+    runtime: Runtime, image: np.ndarray, windows: torch.Tensor, scales: tuple[int, ...] = SCALES
+) -> torch.Tensor:
     """One window at a time: its scale, conv5 at that scale, its cells cut out and pooled."""
     height, width = image.shape[:2]
-    choice = choose_scale_per_window(windows, SCALES, min(height, width))
+    choice = choose_scale_per_window(windows, scales, min(height, width))
     levels = runtime.model.manifest.model.levels
     rows = []
     for window, index in zip(windows, choice.tolist(), strict=True):
-        conv5, fx, fy = conv5_at_scale(runtime, image, SCALES[index])
+        conv5, fx, fy = conv5_at_scale(runtime, image, scales[index])
         cells = project_windows(window[None] * torch.tensor([fx, fy, fx, fy]), conv5.shape[-2:])
         left, top, right, bottom = cells[0].tolist()
         region = conv5[:, :, top : bottom + 1, left : right + 1]
@@ -61,7 +60,7 @@ def reference(runtime: Runtime, image: np.ndarray, windows: torch.Tensor) -> tor
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_pooled_windows_match_the_window_by_window_reference(detector: Detector, seed: int) -> None:
-    image, windows = _image(seed), _windows()
+    image, windows = random_image(seed), _windows()
     pooled, used = pooled_windows(detector.runtime, image, windows, SCALES)
     assert pooled.shape == (len(windows), detector.model.manifest.model.spp_dim)
     assert pooled.dtype == torch.float32
@@ -71,8 +70,17 @@ def test_pooled_windows_match_the_window_by_window_reference(detector: Detector,
     assert len(used) >= 2, "the windows are meant to pick several scales"
 
 
+def test_pooled_windows_at_one_scale_match_the_reference(detector: Detector) -> None:
+    """One used scale: every window is pooled straight into the returned tensor (``out=``)."""
+    image, windows = random_image(5), _windows()
+    pooled, used = pooled_windows(detector.runtime, image, windows, (96,))
+    assert used == [96]
+    assert pooled.shape == (len(windows), detector.model.manifest.model.spp_dim)
+    torch.testing.assert_close(pooled, reference(detector.runtime, image, windows, (96,)))
+
+
 def test_conv5_runs_once_per_used_scale(detector: Detector) -> None:
-    image, windows = _image(2), _windows()
+    image, windows = random_image(2), _windows()
     calls: list[int] = []
 
     def counting_conv5(img: np.ndarray, scale: int) -> tuple[torch.Tensor, float, float]:
@@ -88,14 +96,14 @@ def test_no_windows_give_an_empty_result_and_no_conv5(detector: Detector) -> Non
         raise AssertionError("conv5 computed for no window")
 
     empty = torch.zeros((0, 4))
-    pooled, used = pooled_windows(detector.runtime, _image(3), empty, SCALES, conv5_fn=never)
+    pooled, used = pooled_windows(detector.runtime, random_image(3), empty, SCALES, conv5_fn=never)
     assert pooled.shape == (0, detector.model.manifest.model.spp_dim)
     assert pooled.dtype == torch.float32 and used == []
 
 
 def test_stage_times_go_to_the_callers_dict(detector: Detector) -> None:
     timings: dict[str, float] = {}
-    pooled_windows(detector.runtime, _image(4), _windows(), (96,), timings=timings)
+    pooled_windows(detector.runtime, random_image(4), _windows(), (96,), timings=timings)
     assert set(timings) == {"resize", "conv5", "pooling"}
     assert all(ms >= 0.0 for ms in timings.values())
     cached: dict[str, float] = {}
@@ -103,7 +111,7 @@ def test_stage_times_go_to_the_callers_dict(detector: Detector) -> None:
     def from_cache(img: np.ndarray, scale: int) -> tuple[torch.Tensor, float, float]:
         return conv5_at_scale(detector.runtime, img, scale)
 
-    pooled_windows(detector.runtime, _image(4), _windows(), (96,), conv5_fn=from_cache,
+    pooled_windows(detector.runtime, random_image(4), _windows(), (96,), conv5_fn=from_cache,
                    timings=cached)  # fmt: skip
     assert set(cached) == {"pooling"}, "conv5 from elsewhere is not timed as this call's"
 

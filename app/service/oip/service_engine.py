@@ -16,10 +16,10 @@ from collections.abc import Sequence
 
 from fastapi import Request
 
-from app.inference.detector import DetectOptions
 from app.inference.results import Detection, Prediction
 from app.service.batching import ShuttingDown
 from app.service.engine import InferenceEngine
+from app.service.oip.errors import OipError
 from app.service.oip.spp import LoadedModel
 from app.service.schemas import DetectParams
 from app.service.state import ServiceState
@@ -77,26 +77,23 @@ class ServiceEngine:
         deadline = engine.new_deadline()
         with engine.gate.slot():
             decoded = await engine.decode(image, deadline=deadline, timings=timings)
-            options = DetectOptions(
-                scales=params.scales,
-                nms_iou=params.nms_iou,
-                min_confidence=params.min_confidence,
-                class_ids=class_ids,
-                max_detections=params.max_detections,
-            )
             outcome = await engine.detect(
                 decoded,
-                options,
+                params.detect_options(class_ids),
                 max_proposals=params.max_proposals,
                 deadline=deadline,
                 timings=timings,
             )
-        self._finish(engine, timings, started)
+        engine.close_timings(timings, started)
         return outcome.value.detections
 
     async def classify(self, image: bytes) -> Sequence[Prediction]:
         """Full-image SPP classification of the encoded ``image``: all K classes."""
         engine = self._engine()
+        if not engine.detector.model.manifest.model.classifier:
+            raise OipError(
+                400, "this model has no whole-image classification head; use the detection model"
+            )
         started = time.perf_counter()
         timings = self._timings()
         deadline = engine.new_deadline()
@@ -106,16 +103,10 @@ class ServiceEngine:
             outcome = await engine.classify(
                 decoded, num_classes, deadline=deadline, timings=timings, views="full"
             )
-        self._finish(engine, timings, started)
+        engine.close_timings(timings, started)
         return outcome.value
 
     @staticmethod
     def _timings() -> dict[str, float]:
         timings = _REQUEST_TIMINGS.get()
         return timings if timings is not None else {}
-
-    @staticmethod
-    def _finish(engine: InferenceEngine, timings: dict[str, float], started: float) -> None:
-        """``total`` (ms since ``started``) and the stage metrics."""
-        timings["total"] = round((time.perf_counter() - started) * 1000.0, 3)
-        engine.metrics.observe_stages(timings)

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from app.service.oip.errors import OipError, bad_request
 from app.service.oip.messages import ModelMetadata, ServerMetadata, TensorSpec
-from app.service.schemas import DetectParams
+from app.service.schemas import DetectParams, UnknownClassError, class_ids_from_names
 
 CLASSIFY_SUFFIX = "-classify"
 PLATFORM = "pytorch"
@@ -120,15 +120,10 @@ def detect_params(parameters: Mapping[str, Any]) -> DetectParams:
 def resolve_class_ids(names: str | None, classes: Sequence[str]) -> tuple[int, ...] | None:
     """Comma-separated labels -> sorted class ids (``None``: all); unknown labels are a 400
     with ``/detect``'s message."""
-    if names is None or not names.strip():
-        return None
-    wanted = [name.strip() for name in names.split(",") if name.strip()]
-    unknown = [name for name in wanted if name not in classes]
-    if unknown:
-        raise bad_request(
-            f"unknown class name(s): {', '.join(unknown)}; expected some of: {', '.join(classes)}"
-        )
-    return tuple(sorted({classes.index(name) for name in wanted}))
+    try:
+        return class_ids_from_names(names, classes)
+    except UnknownClassError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def detection_arrays(detections: Sequence[DetectionLike]) -> dict[str, np.ndarray]:

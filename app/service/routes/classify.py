@@ -11,6 +11,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app.service.deps import ApiKeyDep, EngineDep
@@ -30,6 +31,24 @@ def _classify_openapi() -> dict[str, Any]:
     )
 
 
+def require_head_for_views(has_classifier: bool, views: str) -> None:
+    """A 422 for ``views`` full or multi on a model without a whole-image classification
+    head (an imported detector): such a model classifies only by detection."""
+    if has_classifier or views == "detect":
+        return
+    raise RequestValidationError(
+        [
+            {
+                "type": "value_error",
+                "loc": ("query", "views"),
+                "msg": f"views={views!r} needs a whole-image classification head, which this "
+                "model does not have; use views=detect",
+                "input": views,
+            }
+        ]
+    )
+
+
 @router.post(
     "/classify",
     response_model=ClassifyResponse,
@@ -44,6 +63,7 @@ async def classify(
     started = time.perf_counter()
     timings: dict[str, float] = {}
     deadline = engine.new_deadline()
+    require_head_for_views(engine.detector.model.manifest.model.classifier, params.views)
     with engine.gate.slot():
         params, upload = await read_image_request(
             request,

@@ -25,7 +25,6 @@ from app.data.client_proposals import (
 )
 from app.data.proposals import proposal_cap
 from app.imaging import MEDIA_TYPES
-from app.inference.detector import DetectOptions
 from app.service.deps import ApiKeyDep, EngineDep
 from app.service.engine import InferenceEngine
 from app.service.responses import ERROR_RESPONSES, choose_format, server_timing_header
@@ -35,6 +34,8 @@ from app.service.schemas import (
     DetectParams,
     DetectResponse,
     ModelRef,
+    UnknownClassError,
+    class_ids_from_names,
 )
 from app.service.uploads import read_image_request, upload_openapi
 
@@ -43,23 +44,12 @@ router = APIRouter(tags=["inference"], dependencies=[ApiKeyDep])
 
 def resolve_classes(names: str | None, classes: list[str]) -> tuple[int, ...] | None:
     """Comma-separated labels -> class ids; an unknown label is a 422."""
-    if names is None or not names.strip():
-        return None
-    wanted = [name.strip() for name in names.split(",") if name.strip()]
-    unknown = [name for name in wanted if name not in classes]
-    if unknown:
+    try:
+        return class_ids_from_names(names, classes)
+    except UnknownClassError as exc:
         raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("query", "classes"),
-                    "msg": f"unknown class name(s): {', '.join(unknown)}; "
-                    f"expected some of: {', '.join(classes)}",
-                    "input": names,
-                }
-            ]
-        )
-    return tuple(sorted({classes.index(name) for name in wanted}))
+            [{"type": "value_error", "loc": ("query", "classes"), "msg": str(exc), "input": names}]
+        ) from None
 
 
 def _invalid_proposals(exc: ClientProposalsError) -> RequestValidationError:
@@ -152,13 +142,7 @@ async def detect(
             timings=timings,
             supplied=clip_proposals_field(supplied, image),
         )
-        options = DetectOptions(
-            scales=params.scales,
-            nms_iou=params.nms_iou,
-            min_confidence=params.min_confidence,
-            class_ids=class_ids,
-            max_detections=params.max_detections,
-        )
+        options = params.detect_options(class_ids)
         outcome = await engine.detect_windows(
             image, proposals, options, deadline=deadline, timings=timings
         )

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
+from triton_calls import expect_error, grpc_image, grpc_tensor
 
 INVALID = "StatusCode.INVALID_ARGUMENT"
 
@@ -17,22 +17,6 @@ INVALID = "StatusCode.INVALID_ARGUMENT"
 def client(grpc_url: str) -> Any:
     with grpcclient.InferenceServerClient(grpc_url) as triton:
         yield triton
-
-
-def tensor(name: str, shape: list[int], datatype: str, array: np.ndarray) -> Any:
-    inp = grpcclient.InferInput(name, shape, datatype)
-    inp.set_data_from_numpy(array)
-    return inp
-
-
-def image_input(png: bytes) -> Any:
-    return tensor("IMAGE", [1], "BYTES", np.array([png], dtype=object))
-
-
-def expect_error(status: str, message: str, call: Any, *args: Any, **kwargs: Any) -> None:
-    with pytest.raises(InferenceServerException) as caught:
-        call(*args, **kwargs)
-    assert (caught.value.status(), caught.value.message()) == (status, message)
 
 
 def test_health_and_metadata(client: Any, oip: Any) -> None:
@@ -58,7 +42,7 @@ def test_health_and_metadata(client: Any, oip: Any) -> None:
 def test_detect(client: Any, oip: Any, engine: Any, png: bytes) -> None:
     result = client.infer(
         oip.model,
-        [image_input(png)],
+        grpc_image(png),
         parameters={"min_confidence": 0.25, "max_detections": 7, "classes": "square"},
         request_id="g-1",
     )
@@ -78,10 +62,10 @@ def test_detect(client: Any, oip: Any, engine: Any, png: bytes) -> None:
 
 def test_classify_with_requested_outputs(client: Any, oip: Any, png: bytes) -> None:
     outputs = [grpcclient.InferRequestedOutput("LABELS")]
-    result = client.infer(oip.classify_model, [image_input(png)], outputs=outputs)
+    result = client.infer(oip.classify_model, grpc_image(png), outputs=outputs)
     assert result.as_numpy("LABELS").tolist() == [b"circle", b"square", b"triangle"]
     assert result.as_numpy("PROBABILITIES") is None
-    full = client.infer(oip.classify_model, [image_input(png)])
+    full = client.infer(oip.classify_model, grpc_image(png))
     np.testing.assert_array_equal(full.as_numpy("PROBABILITIES"), np.float32([0.625, 0.25, 0.125]))
 
 
@@ -89,23 +73,23 @@ def test_classify_with_requested_outputs(client: Any, oip: Any, png: bytes) -> N
     ("inputs", "parameters", "message"),
     [
         (
-            lambda png: [tensor("IMAGE", [1], "INT64", np.int64([3]))],
+            lambda png: [grpc_tensor("IMAGE", [1], "INT64", np.int64([3]))],
             {},
             "input 'IMAGE' expects datatype BYTES, got INT64",
         ),
         (
-            lambda png: [tensor("IMAGE", [1, 1], "BYTES", np.array([[png]], dtype=object))],
+            lambda png: [grpc_tensor("IMAGE", [1, 1], "BYTES", np.array([[png]], dtype=object))],
             {},
             "input 'IMAGE' expects shape [1], got [1, 1]",
         ),
         (lambda png: [], {}, "missing input 'IMAGE' for model 'shapes'"),
         (
-            lambda png: [image_input(png)],
+            lambda png: grpc_image(png),
             {"nms_iou": 0.0},
             "invalid parameter 'nms_iou': Input should be greater than 0",
         ),
         (
-            lambda png: [image_input(png)],
+            lambda png: grpc_image(png),
             {"scales": "all"},
             "invalid parameter 'scales': Input should be 'single' or 'multi'",
         ),
@@ -120,14 +104,14 @@ def test_bad_requests(
 
 
 def test_not_an_image_and_not_ready(client: Any, oip: Any, engine: Any, png: bytes) -> None:
-    not_png = [tensor("IMAGE", [1], "BYTES", np.array([b"GIF89a..."], dtype=object))]
+    not_png = [grpc_tensor("IMAGE", [1], "BYTES", np.array([b"GIF89a..."], dtype=object))]
     expect_error(INVALID, "unsupported image format", client.infer, oip.model, not_png)
     engine.is_ready = False
     assert client.is_server_live() and not client.is_server_ready()
     assert not client.is_model_ready(oip.model)
     expect_error(
         "StatusCode.UNAVAILABLE", "model 'shapes' is not ready",
-        client.infer, oip.model, [image_input(png)],
+        client.infer, oip.model, grpc_image(png),
     )  # fmt: skip
 
 
@@ -142,8 +126,8 @@ def test_api_key(oip: Any, png: bytes) -> None:
         expect_error(unauthenticated, "missing API key", client.get_model_metadata, oip.model)
         expect_error(
             unauthenticated, "invalid API key",
-            client.infer, oip.model, [image_input(png)], headers={"x-api-key": "guess"},
+            client.infer, oip.model, grpc_image(png), headers={"x-api-key": "guess"},
         )  # fmt: skip
         bearer = {"authorization": f"Bearer {oip.api_key}"}
-        result = client.infer(oip.model, [image_input(png)], headers=bearer)
+        result = client.infer(oip.model, grpc_image(png), headers=bearer)
         assert result.as_numpy("CLASS_IDS").tolist() == [1, 0]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
+from triton_calls import expect_error, http_image, http_tensor, labels_text
 
 DETECT_OUTPUTS = ("BOXES", "SCORES", "CLASS_IDS", "LABELS")
 
@@ -17,26 +16,6 @@ DETECT_OUTPUTS = ("BOXES", "SCORES", "CLASS_IDS", "LABELS")
 def client(http_url: str) -> Any:
     with httpclient.InferenceServerClient(http_url) as triton:
         yield triton
-
-
-def image_input(png: bytes, binary: bool) -> Any:
-    """``IMAGE`` as tritonclient sends it: raw bytes in binary, base64 text in JSON (JSON
-    strings must be UTF-8, so a client base64-encodes the file itself)."""
-    tensor = httpclient.InferInput("IMAGE", [1], "BYTES")
-    element = png if binary else base64.b64encode(png)
-    tensor.set_data_from_numpy(np.array([element], dtype=object), binary_data=binary)
-    return tensor
-
-
-def text(values: np.ndarray) -> list[str]:
-    """LABELS as str, whether they came as bytes (binary) or str (JSON)."""
-    return [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]
-
-
-def expect_error(status: str, message: str, call: Any, *args: Any, **kwargs: Any) -> None:
-    with pytest.raises(InferenceServerException) as caught:
-        call(*args, **kwargs)
-    assert (caught.value.status(), caught.value.message()) == (status, message)
 
 
 def test_health_and_readiness(client: Any, oip: Any) -> None:
@@ -88,7 +67,7 @@ def test_detect(client: Any, oip: Any, engine: Any, png: bytes, binary: bool) ->
     outputs = [httpclient.InferRequestedOutput(n, binary_data=binary) for n in DETECT_OUTPUTS]
     result = client.infer(
         oip.model,
-        [image_input(png, binary)],
+        [http_image(png, binary)],
         outputs=outputs,
         parameters={"min_confidence": 0.25, "classes": "triangle, circle", "scales": "multi"},
     )
@@ -100,7 +79,7 @@ def test_detect(client: Any, oip: Any, engine: Any, png: bytes, binary: bool) ->
     assert result.as_numpy("SCORES").dtype == np.float32
     np.testing.assert_array_equal(result.as_numpy("CLASS_IDS"), np.int64([1, 0]))
     assert result.as_numpy("CLASS_IDS").dtype == np.int64
-    assert text(result.as_numpy("LABELS")) == ["square", "circle"]
+    assert labels_text(result.as_numpy("LABELS")) == ["square", "circle"]
     response = result.get_response()
     assert (response["model_name"], response["model_version"]) == (oip.model, oip.version)
     ((kind, image, params, class_ids),) = engine.calls
@@ -117,7 +96,7 @@ def test_detect_defaults_to_binary_outputs_and_versioned_route(
     client: Any, oip: Any, png: bytes
 ) -> None:
     result = client.infer(
-        oip.model, [image_input(png, True)], model_version=oip.version, request_id="r-1"
+        oip.model, [http_image(png, True)], model_version=oip.version, request_id="r-1"
     )
     response = result.get_response()
     assert response["id"] == "r-1"
@@ -131,7 +110,7 @@ def test_outputs_subset_in_requested_order(client: Any, oip: Any, png: bytes) ->
         httpclient.InferRequestedOutput("LABELS", binary_data=False),
         httpclient.InferRequestedOutput("SCORES", binary_data=True),
     ]
-    result = client.infer(oip.model, [image_input(png, True)], outputs=outputs)
+    result = client.infer(oip.model, [http_image(png, True)], outputs=outputs)
     assert [o["name"] for o in result.get_response()["outputs"]] == ["LABELS", "SCORES"]
     assert result.as_numpy("LABELS").tolist() == ["square", "circle"]
     assert result.as_numpy("BOXES") is None
@@ -142,55 +121,49 @@ def test_classify(client: Any, oip: Any, engine: Any, png: bytes, binary: bool) 
     outputs = [
         httpclient.InferRequestedOutput(n, binary_data=binary) for n in ("PROBABILITIES", "LABELS")
     ]
-    result = client.infer(oip.classify_model, [image_input(png, binary)], outputs=outputs)
+    result = client.infer(oip.classify_model, [http_image(png, binary)], outputs=outputs)
     np.testing.assert_array_equal(
         result.as_numpy("PROBABILITIES"), np.float32([0.625, 0.25, 0.125])
     )
-    assert text(result.as_numpy("LABELS")) == ["circle", "square", "triangle"]
+    assert labels_text(result.as_numpy("LABELS")) == ["circle", "square", "triangle"]
     assert engine.calls == [("classify", png, None, None)]
 
 
 def test_gzip_request(client: Any, oip: Any, png: bytes) -> None:
-    result = client.infer(oip.model, [image_input(png, True)], request_compression_algorithm="gzip")
+    result = client.infer(oip.model, [http_image(png, True)], request_compression_algorithm="gzip")
     np.testing.assert_array_equal(result.as_numpy("CLASS_IDS"), np.int64([1, 0]))
-
-
-def _tensor(name: str, shape: list[int], datatype: str, array: np.ndarray) -> Any:
-    tensor = httpclient.InferInput(name, shape, datatype)
-    tensor.set_data_from_numpy(array)
-    return tensor
 
 
 BAD_REQUESTS = {
     "wrong_datatype": (
-        lambda png: [_tensor("IMAGE", [1], "FP32", np.float32([1.0]))],
+        lambda png: [http_tensor("IMAGE", [1], "FP32", np.float32([1.0]))],
         {},
         "input 'IMAGE' expects datatype BYTES, got FP32",
     ),
     "wrong_shape": (
-        lambda png: [_tensor("IMAGE", [2], "BYTES", np.array([png, png], dtype=object))],
+        lambda png: [http_tensor("IMAGE", [2], "BYTES", np.array([png, png], dtype=object))],
         {},
         "input 'IMAGE' expects shape [1], got [2]",
     ),
     "missing_input": (lambda png: [], {}, "missing input 'IMAGE' for model 'shapes'"),
     "unexpected_input": (
-        lambda png: [_tensor("PICTURE", [1], "BYTES", np.array([png], dtype=object))],
+        lambda png: [http_tensor("PICTURE", [1], "BYTES", np.array([png], dtype=object))],
         {},
         "unexpected input 'PICTURE' for model 'shapes': expected IMAGE",
     ),
     "bad_parameter": (
-        lambda png: [_tensor("IMAGE", [1], "BYTES", np.array([png], dtype=object))],
+        lambda png: [http_tensor("IMAGE", [1], "BYTES", np.array([png], dtype=object))],
         {"min_confidence": 2.0},
         "invalid parameter 'min_confidence': Input should be less than or equal to 1",
     ),
     "unknown_parameter": (
-        lambda png: [_tensor("IMAGE", [1], "BYTES", np.array([png], dtype=object))],
+        lambda png: [http_tensor("IMAGE", [1], "BYTES", np.array([png], dtype=object))],
         {"format": "png"},
         "unknown parameter 'format': expected some of scales, max_proposals, min_confidence, "
         "nms_iou, max_detections, classes",
     ),
     "unknown_class": (
-        lambda png: [_tensor("IMAGE", [1], "BYTES", np.array([png], dtype=object))],
+        lambda png: [http_tensor("IMAGE", [1], "BYTES", np.array([png], dtype=object))],
         {"classes": "square,hexagon"},
         "unknown class name(s): hexagon; expected some of: circle, square, triangle",
     ),
@@ -208,7 +181,7 @@ def test_bad_requests_are_400_and_server_stays_ready(
 
 
 def test_not_an_image_gets_the_translated_error(client: Any, oip: Any) -> None:
-    inputs = [_tensor("IMAGE", [1], "BYTES", np.array([b"plain text"], dtype=object))]
+    inputs = [http_tensor("IMAGE", [1], "BYTES", np.array([b"plain text"], dtype=object))]
     expect_error("415", "unsupported image format", client.infer, oip.model, inputs)
     assert client.is_server_ready()
 
@@ -216,7 +189,7 @@ def test_not_an_image_gets_the_translated_error(client: Any, oip: Any) -> None:
 def test_classify_takes_no_parameters(client: Any, oip: Any, png: bytes) -> None:
     expect_error(
         "400", "model 'shapes-classify' takes no parameters, got 'scales'",
-        client.infer, oip.classify_model, [image_input(png, True)], parameters={"scales": "multi"},
+        client.infer, oip.classify_model, [http_image(png, True)], parameters={"scales": "multi"},
     )  # fmt: skip
 
 
@@ -226,6 +199,6 @@ def test_not_ready(client: Any, oip: Any, engine: Any, png: bytes) -> None:
     assert not client.is_server_ready()
     assert not client.is_model_ready(oip.model)
     expect_error(
-        "503", "model 'shapes' is not ready", client.infer, oip.model, [image_input(png, True)]
+        "503", "model 'shapes' is not ready", client.infer, oip.model, [http_image(png, True)]
     )
     assert client.get_model_metadata(oip.model)["versions"] == []

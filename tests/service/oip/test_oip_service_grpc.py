@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from PIL import Image
-from tritonclient.utils import InferenceServerException
+from triton_calls import expect_error, grpc_image, grpc_tensor
 
 INVALID = "StatusCode.INVALID_ARGUMENT"
 
@@ -19,16 +19,6 @@ INVALID = "StatusCode.INVALID_ARGUMENT"
 def client(live_service: Any) -> Any:
     with grpcclient.InferenceServerClient(live_service.grpc) as triton:
         yield triton
-
-
-def tensor(name: str, shape: list[int], datatype: str, array: np.ndarray) -> Any:
-    inp = grpcclient.InferInput(name, shape, datatype)
-    inp.set_data_from_numpy(array)
-    return inp
-
-
-def image(data: bytes) -> list[Any]:
-    return [tensor("IMAGE", [1], "BYTES", np.array([data], dtype=object))]
 
 
 def test_health_and_metadata(client: Any, live_service: Any) -> None:
@@ -54,7 +44,7 @@ def test_detect_equals_the_detect_route(
     expected = live_service.detect_route(data, params)
     if options == "keep_all":
         assert len(expected["SCORES"]) > 0, "the comparison must not be vacuous"
-    result = client.infer(live_service.model, image(data), parameters=params)
+    result = client.infer(live_service.model, grpc_image(data), parameters=params)
     for name in ("BOXES", "SCORES", "CLASS_IDS"):
         got = result.as_numpy(name)
         assert got.dtype == expected[name].dtype, name
@@ -68,7 +58,7 @@ def test_classify_equals_the_classify_route(
     client: Any, live_service: Any, pictures: dict[str, bytes], picture: str
 ) -> None:
     data = pictures[picture]
-    result = client.infer(live_service.classify_model, image(data))
+    result = client.infer(live_service.classify_model, grpc_image(data))
     labels = [label.decode() for label in result.as_numpy("LABELS").tolist()]
     assert labels == list(live_service.classes)
     np.testing.assert_array_equal(
@@ -85,27 +75,28 @@ def _small_png() -> bytes:
 #: What the real service answers to bad calls: (inputs, parameters, gRPC status, details).
 BAD_CALLS: dict[str, tuple[Any, dict[str, Any], str, str]] = {
     "wrong_datatype": (
-        lambda png: [tensor("IMAGE", [1], "FP32", np.float32([1.0]))], {},
+        lambda png: [grpc_tensor("IMAGE", [1], "FP32", np.float32([1.0]))], {},
         INVALID, "input 'IMAGE' expects datatype BYTES, got FP32",
     ),
     "wrong_shape": (
-        lambda png: [tensor("IMAGE", [1, 1], "BYTES", np.array([[png]], dtype=object))], {},
+        lambda png: [grpc_tensor("IMAGE", [1, 1], "BYTES", np.array([[png]], dtype=object))], {},
         INVALID, "input 'IMAGE' expects shape [1], got [1, 1]",
     ),
     "missing_input": (lambda png: [], {}, INVALID, "missing input 'IMAGE' for model 'tiny'"),
     "not_an_image": (
-        lambda png: image(b"plain text, no image\n" * 4), {},
+        lambda png: grpc_image(b"plain text, no image\n" * 4), {},
         INVALID, "unsupported image format: expected JPEG, PNG, GIF, WebP, TIFF or BMP",
     ),
     "truncated_image": (
-        lambda png: image(png[: len(png) // 2]), {}, INVALID, "corrupt or truncated image data",
+        lambda png: grpc_image(png[: len(png) // 2]), {},
+        INVALID, "corrupt or truncated image data",
     ),
     "image_too_small": (
-        lambda png: image(_small_png()), {},
+        lambda png: grpc_image(_small_png()), {},
         INVALID, "image too small: 8x8 pixels, each side must be at least 16",
     ),
     "bad_parameter": (
-        lambda png: image(png), {"nms_iou": 0.0},
+        lambda png: grpc_image(png), {"nms_iou": 0.0},
         INVALID, "invalid parameter 'nms_iou': Input should be greater than 0",
     ),
 }  # fmt: skip
@@ -117,18 +108,15 @@ def test_bad_calls_and_the_service_stays_ready(
 ) -> None:
     make_inputs, parameters, status, message = BAD_CALLS[case]
     png = pictures["scene_png"]
-    with pytest.raises(InferenceServerException) as caught:
-        client.infer(live_service.model, make_inputs(png), parameters=parameters)
-    assert (caught.value.status(), caught.value.message()) == (status, message)
+    expect_error(
+        status, message, client.infer, live_service.model, make_inputs(png), parameters=parameters
+    )
     assert client.is_server_ready() and client.is_model_ready(live_service.model)
-    result = client.infer(live_service.model, image(png), parameters={"min_confidence": 0.0})
+    result = client.infer(live_service.model, grpc_image(png), parameters={"min_confidence": 0.0})
     assert result.as_numpy("BOXES").shape[1:] == (4,)
 
 
 def test_unknown_model(client: Any) -> None:
-    with pytest.raises(InferenceServerException) as caught:
-        client.infer("nope", image(b"x"))
-    assert (caught.value.status(), caught.value.message()) == (
-        "StatusCode.NOT_FOUND",
-        "unknown model 'nope'",
+    expect_error(
+        "StatusCode.NOT_FOUND", "unknown model 'nope'", client.infer, "nope", grpc_image(b"x")
     )

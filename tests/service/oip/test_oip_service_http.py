@@ -3,7 +3,6 @@ output with ``/detect`` and ``/classify`` on the same images (tiny random model,
 
 from __future__ import annotations
 
-import base64
 import io
 from typing import Any
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from PIL import Image
-from tritonclient.utils import InferenceServerException
+from triton_calls import expect_error, http_image, http_tensor, labels_text
 
 DETECT_OUTPUTS = ("BOXES", "SCORES", "CLASS_IDS", "LABELS")
 
@@ -21,18 +20,6 @@ DETECT_OUTPUTS = ("BOXES", "SCORES", "CLASS_IDS", "LABELS")
 def client(live_service: Any) -> Any:
     with httpclient.InferenceServerClient(live_service.http) as triton:
         yield triton
-
-
-def image_input(data: bytes, binary: bool) -> Any:
-    """``IMAGE``: raw bytes in binary, base64 text in JSON (JSON strings must be UTF-8)."""
-    tensor = httpclient.InferInput("IMAGE", [1], "BYTES")
-    element = data if binary else base64.b64encode(data)
-    tensor.set_data_from_numpy(np.array([element], dtype=object), binary_data=binary)
-    return tensor
-
-
-def text(values: np.ndarray) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]
 
 
 def test_health_and_metadata(client: Any, live_service: Any) -> None:
@@ -70,13 +57,13 @@ def test_detect_equals_the_detect_route(
         assert len(expected["SCORES"]) > 0, "the comparison must not be vacuous"
     outputs = [httpclient.InferRequestedOutput(n, binary_data=binary) for n in DETECT_OUTPUTS]
     result = client.infer(
-        live_service.model, [image_input(data, binary)], outputs=outputs, parameters=params
+        live_service.model, [http_image(data, binary)], outputs=outputs, parameters=params
     )
     for name in ("BOXES", "SCORES", "CLASS_IDS"):
         got = result.as_numpy(name)
         assert got.dtype == expected[name].dtype, name
         np.testing.assert_array_equal(got, expected[name], err_msg=name)
-    assert text(result.as_numpy("LABELS")) == list(expected["LABELS"])
+    assert labels_text(result.as_numpy("LABELS")) == list(expected["LABELS"])
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
@@ -88,49 +75,40 @@ def test_classify_equals_the_classify_route(
     expected = live_service.classify_route(data)
     names = ("PROBABILITIES", "LABELS")
     outputs = [httpclient.InferRequestedOutput(n, binary_data=binary) for n in names]
-    result = client.infer(live_service.classify_model, [image_input(data, binary)], outputs=outputs)
-    assert text(result.as_numpy("LABELS")) == list(live_service.classes)
+    result = client.infer(live_service.classify_model, [http_image(data, binary)], outputs=outputs)
+    assert labels_text(result.as_numpy("LABELS")) == list(live_service.classes)
     np.testing.assert_array_equal(result.as_numpy("PROBABILITIES"), expected)
-
-
-def _tensor(name: str, shape: list[int], datatype: str, array: np.ndarray) -> Any:
-    tensor = httpclient.InferInput(name, shape, datatype)
-    tensor.set_data_from_numpy(array)
-    return tensor
-
-
-def _image(data: bytes) -> list[Any]:
-    return [_tensor("IMAGE", [1], "BYTES", np.array([data], dtype=object))]
 
 
 #: What the real service answers to bad requests: (inputs, parameters, status, message).
 BAD_REQUESTS: dict[str, tuple[Any, dict[str, Any], str, str]] = {
     "wrong_datatype": (
-        lambda png: [_tensor("IMAGE", [1], "FP32", np.float32([1.0]))], {},
+        lambda png: [http_tensor("IMAGE", [1], "FP32", np.float32([1.0]))], {},
         "400", "input 'IMAGE' expects datatype BYTES, got FP32",
     ),
     "wrong_shape": (
-        lambda png: [_tensor("IMAGE", [2], "BYTES", np.array([png, png], dtype=object))], {},
+        lambda png: [http_tensor("IMAGE", [2], "BYTES", np.array([png, png], dtype=object))], {},
         "400", "input 'IMAGE' expects shape [1], got [2]",
     ),
     "missing_input": (lambda png: [], {}, "400", "missing input 'IMAGE' for model 'tiny'"),
     "not_an_image": (
-        lambda png: _image(b"plain text, no image\n" * 4), {},
+        lambda png: [http_image(b"plain text, no image\n" * 4)], {},
         "415", "unsupported image format: expected JPEG, PNG, GIF, WebP, TIFF or BMP",
     ),
     "truncated_image": (
-        lambda png: _image(png[: len(png) // 2]), {}, "400", "corrupt or truncated image data",
+        lambda png: [http_image(png[: len(png) // 2])], {},
+        "400", "corrupt or truncated image data",
     ),
     "image_too_small": (
-        lambda png: _image(_tiny_png()), {},
+        lambda png: [http_image(_tiny_png())], {},
         "422", "image too small: 8x8 pixels, each side must be at least 16",
     ),
     "bad_parameter": (
-        lambda png: _image(png), {"min_confidence": 2.0},
+        lambda png: [http_image(png)], {"min_confidence": 2.0},
         "400", "invalid parameter 'min_confidence': Input should be less than or equal to 1",
     ),
     "unknown_class": (
-        lambda png: _image(png), {"classes": "hexagon"},
+        lambda png: [http_image(png)], {"classes": "hexagon"},
         "400", "unknown class name(s): hexagon; expected some of: circle, square, triangle",
     ),
 }  # fmt: skip
@@ -148,11 +126,11 @@ def test_bad_requests_and_the_service_stays_ready(
 ) -> None:
     make_inputs, parameters, status, message = BAD_REQUESTS[case]
     png = pictures["scene_png"]
-    with pytest.raises(InferenceServerException) as caught:
-        client.infer(live_service.model, make_inputs(png), parameters=parameters)
-    assert (caught.value.status(), caught.value.message()) == (status, message)
+    expect_error(
+        status, message, client.infer, live_service.model, make_inputs(png), parameters=parameters
+    )
     assert client.is_server_ready() and client.is_model_ready(live_service.model)
-    result = client.infer(live_service.model, _image(png), parameters={"min_confidence": 0.0})
+    result = client.infer(live_service.model, [http_image(png)], parameters={"min_confidence": 0.0})
     assert result.as_numpy("BOXES").shape[1:] == (4,)
 
 
@@ -171,7 +149,7 @@ def test_v2_requests_count_in_the_metrics(client: Any, live_service: Any, pictur
     route = {"route": "/v2/models/{name}/infer", "method": "POST", "status": "200"}
     stage = {"stage": "proposals"}
     before = httpx.get(f"http://{live_service.http}/metrics").text
-    client.infer(live_service.model, _image(pictures["scene_png"]))
+    client.infer(live_service.model, [http_image(pictures["scene_png"])])
     after = httpx.get(f"http://{live_service.http}/metrics").text
     assert (
         metric(after, "spp_requests_total", **route)

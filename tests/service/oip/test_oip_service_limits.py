@@ -12,9 +12,9 @@ import time
 from typing import Any
 
 import grpc
-import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from triton_calls import grpc_image
 from tritonclient.utils import InferenceServerException
 
 MODEL = "tiny-random"  # the served name: MODEL_NAME of the test settings
@@ -31,12 +31,6 @@ def infer_body(data: bytes, **parameters: Any) -> dict[str, Any]:
     image = {"name": "IMAGE", "datatype": "BYTES", "shape": [1]}
     body = {"inputs": [{**image, "data": [base64.b64encode(data).decode()]}]}
     return {**body, "parameters": parameters} if parameters else body
-
-
-def grpc_image(data: bytes) -> list[Any]:
-    tensor = grpcclient.InferInput("IMAGE", [1], "BYTES")
-    tensor.set_data_from_numpy(np.array([data], dtype=object))
-    return [tensor]
 
 
 def metric(client: Any, name: str, **labels: str) -> float:
