@@ -3,34 +3,46 @@
 All in one run, on one conv5-sized map (43 x 58 x 256 float32, the map of a 688 x 917 image at
 scale 688) and the same windows, at 500, 2000 and 8000 windows, with 2 torch threads:
 
-* ``roi_spp``: the public op (on the CPU: the compiled numba loop);
+* ``roi_spp out=``: the public op writing into a caller's buffer, reused call after call (on the
+  CPU: the compiled numba loop, nothing allocated);
+* ``roi_spp new``: the public op allocating its output on every call (100 MiB at 2000 windows,
+  whose first-touch page faults are part of the time);
 * ``roi_pool x 4``: ``torchvision.ops.roi_pool`` called once per level on the same integer
   cells (``spatial_scale=1``), each ``[K, C, n, n]`` output flattened and concatenated, which
-  is exactly the SPEC section 2 layout; the script checks both outputs are equal, so the
+  is exactly the SPEC section 2 layout; the script checks all outputs are equal, so the
   comparison is like for like;
 * ``torch fallback``: ``roi_spp``'s plain-torch path (used without numba, or for NaN maps);
 * ``reference``: ``roi_spp_reference`` run on a sample of the windows and extrapolated
   linearly (its cost is per window), checked equal to ``roi_spp`` on that sample.
 
+The ratios are measured in interleaved rounds: each round times ``roi_spp out=`` and
+``roi_spp new`` (median of 3 calls each) and one ``roi_pool x 4`` call, in an order that
+rotates from round to round, and gives one ratio per variant; the table reports the median and
+the smallest and largest ratio over the rounds, with the 1-minute load average seen during them.
+A load that comes and goes therefore shows as spread rather than hiding in one number;
+``--busy N`` adds N busy-looping processes for the timed part, to measure under a known load.
+
 Windows mimic selective search at scale 688: the square root of the area log-uniform in
 [12, 917] px, aspect ratio log-uniform in [1/3, 3], position uniform in the image; projected to
-conv5 cells with ``project_windows``. Times are the median of several calls after one warm-up
-call (which compiles or loads the numba cache; its time is reported separately).
+conv5 cells with ``project_windows``. One warm-up call comes first (it compiles or loads the
+numba cache; its time is reported separately).
 
-    .venv/bin/python bench/bench_roi_spp.py [--write BENCHMARKS.md]
+    .venv/bin/python bench/bench_roi_spp.py [--write BENCHMARKS.md] [--rounds 7] [--busy 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -48,16 +60,28 @@ IMAGE_HEIGHT, IMAGE_WIDTH = 688, 917  # a 480 x 640 image at scale 688
 MAP_CHANNELS, MAP_HEIGHT, MAP_WIDTH = 256, 43, 58  # its ZF-5 conv5 map (stride 16)
 WINDOW_COUNTS = (500, 2000, 8000)
 REFERENCE_SAMPLE = 100
+SPP_CALLS_PER_ROUND = 3
+THREADS = 2
+#: The bar roi_spp must hold against roi_pool x 4 (median ratio of the rounds).
+RATIO_BAR = 10.0
 
 
 @dataclass
 class Row:
+    """One window count: per-round times (ms) and the 1-minute load average per round."""
+
     windows: int
     mean_cells: float
-    fast_ms: float
-    roi_pool_ms: float
-    torch_ms: float
-    reference_ms: float  # extrapolated
+    out_ms: list[float] = field(default_factory=list)
+    new_ms: list[float] = field(default_factory=list)
+    roi_pool_ms: list[float] = field(default_factory=list)
+    load: list[float] = field(default_factory=list)
+    torch_ms: float = 0.0
+    reference_ms: float = 0.0  # extrapolated
+
+    def ratios(self, spp_ms: list[float]) -> list[float]:
+        """``roi_pool / roi_spp`` per round."""
+        return [pool / spp for pool, spp in zip(self.roi_pool_ms, spp_ms, strict=True)]
 
 
 def selective_search_like_boxes(count: int, rng: np.random.Generator) -> Tensor:
@@ -85,13 +109,30 @@ def torch_fallback(features: Tensor, regions: Tensor) -> Tensor:
     return roi_spp_torch(features, regions, pyramid_layout(DEFAULT_LEVELS))
 
 
+def call_ms(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return statistics.median(call_ms(fn) for _ in range(repeats))
+
+
+@contextlib.contextmanager
+def busy_processes(count: int) -> Iterator[None]:
+    """``count`` busy-looping Python processes for the duration of the block (a known load)."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def load_1min() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 def machine_description() -> list[str]:
@@ -110,7 +151,8 @@ def machine_description() -> list[str]:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return [
         f"- CPU: {cpu}, {os.cpu_count()} logical cores visible, torch threads: "
-        f"{torch.get_num_threads()} (numba follows torch)",
+        f"{torch.get_num_threads()} (numba follows torch; threading layer "
+        f"{numba.threading_layer()})",
         f"- Python {platform.python_version()}, torch {torch.__version__}, torchvision "
         f"{torchvision.__version__}, numba {numba.__version__}, {platform.system()} "
         f"{platform.release()}",
@@ -118,50 +160,75 @@ def machine_description() -> list[str]:
     ]
 
 
-def run(repeats: int, seed: int) -> tuple[list[Row], float, list[str]]:
-    torch.set_num_threads(2)
+def measure_rounds(
+    row: Row, features: Tensor, regions: Tensor, buffer: Tensor, rounds: int
+) -> None:
+    """Fill ``row``'s per-round times: roi_spp out=, roi_spp new and roi_pool x 4, interleaved."""
+    variants: list[tuple[list[float], Callable[[], float]]] = [
+        (row.out_ms, partial(median_ms, partial(roi_spp, features, regions, out=buffer), 3)),
+        (row.new_ms, partial(median_ms, partial(roi_spp, features, regions), 3)),
+        (row.roi_pool_ms, partial(call_ms, partial(roi_pool_per_level, features, regions))),
+    ]
+    for index in range(rounds):
+        shift = index % len(variants)
+        for times, measure in variants[shift:] + variants[:shift]:
+            times.append(measure())
+        row.load.append(load_1min())
+
+
+def check_outputs(features: Tensor, regions: Tensor, buffer: Tensor) -> None:
+    """All the timed variants give the same bits (and the reference on a sample)."""
+    fast = roi_spp(features, regions)
+    if roi_spp(features, regions, out=buffer) is not buffer or not torch.equal(buffer, fast):
+        raise AssertionError("roi_spp with out= differs from roi_spp")
+    if not torch.equal(fast, roi_pool_per_level(features, regions)):
+        raise AssertionError("roi_spp and roi_pool per level disagree: not a fair comparison")
+    sample = regions[:REFERENCE_SAMPLE]
+    if not torch.equal(roi_spp_reference(features, sample), fast[:REFERENCE_SAMPLE]):
+        raise AssertionError("roi_spp and roi_spp_reference disagree")
+
+
+def run(rounds: int, busy: int, seed: int) -> tuple[list[Row], float, list[str]]:
+    torch.set_num_threads(THREADS)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     features = torch.relu(torch.randn(1, MAP_CHANNELS, MAP_HEIGHT, MAP_WIDTH, generator=gen))
-    machine = machine_description()
     warm = torch.zeros(1, 5, dtype=torch.int64)
-    start = time.perf_counter()
-    roi_spp(features, warm)  # numba: compile, or load the on-disk cache
-    first_call_ms = (time.perf_counter() - start) * 1e3
+    first_call_ms = call_ms(partial(roi_spp, features, warm))  # numba: compile or load cache
+    machine = machine_description()
     rows = []
     for count in WINDOW_COUNTS:
         cells = project_windows(selective_search_like_boxes(count, rng), (MAP_HEIGHT, MAP_WIDTH))
         regions = torch.cat([torch.zeros(count, 1, dtype=torch.int64), cells], dim=1)
         sizes = (cells[:, 2] - cells[:, 0] + 1) * (cells[:, 3] - cells[:, 1] + 1)
-        fast = roi_spp(features, regions)
-        baseline = roi_pool_per_level(features, regions)
-        if not torch.equal(fast, baseline):
-            raise AssertionError("roi_spp and roi_pool per level disagree: not a fair comparison")
-        sample = regions[:REFERENCE_SAMPLE]
-        if not torch.equal(roi_spp_reference(features, sample), fast[:REFERENCE_SAMPLE]):
-            raise AssertionError("roi_spp and roi_spp_reference disagree")
-        del fast, baseline
-        slow_repeats = max(1, repeats // 2) if count >= 8000 else repeats
-        fast_ms = median_ms(partial(roi_spp, features, regions), repeats)
-        roi_pool_ms = median_ms(partial(roi_pool_per_level, features, regions), slow_repeats)
-        torch_ms = median_ms(partial(torch_fallback, features, regions), slow_repeats)
-        sample_ms = median_ms(partial(roi_spp_reference, features, sample), 1)
-        rows.append(
-            Row(
-                windows=count,
-                mean_cells=float(sizes.float().mean()),
-                fast_ms=fast_ms,
-                roi_pool_ms=roi_pool_ms,
-                torch_ms=torch_ms,
-                reference_ms=sample_ms * count / len(sample),
+        buffer = torch.empty(count, MAP_CHANNELS * sum(n * n for n in DEFAULT_LEVELS))
+        check_outputs(features, regions, buffer)  # also first-touches the reused buffer
+        row = Row(windows=count, mean_cells=float(sizes.float().mean()))
+        with busy_processes(busy):
+            measure_rounds(
+                row, features, regions, buffer, rounds if count < 8000 else (rounds + 1) // 2
             )
+        row.torch_ms = median_ms(
+            partial(torch_fallback, features, regions), 1 if count >= 8000 else 2
         )
+        sample = regions[:REFERENCE_SAMPLE]
+        row.reference_ms = (
+            call_ms(partial(roi_spp_reference, features, sample)) * count / len(sample)
+        )
+        rows.append(row)
         print(f"  {count} windows done", file=sys.stderr)
     return rows, first_call_ms, machine
 
 
-def render(rows: list[Row], first_call_ms: float, machine: list[str], command: str) -> str:
-    base = rows[0]
+def spread(values: list[float]) -> str:
+    """``median [min - max]`` of ratios."""
+    return f"{statistics.median(values):.1f}x [{min(values):.1f} - {max(values):.1f}]"
+
+
+def render(
+    rows: list[Row], first_call_ms: float, machine: list[str], command: str, busy: int
+) -> str:
+    load_note = f", plus {busy} busy-looping processes started by the script" if busy else ""
     lines = [
         "## roi_spp: fast CPU path vs torchvision roi_pool per level vs reference loop",
         "",
@@ -170,31 +237,45 @@ def render(rows: list[Row], first_call_ms: float, machine: list[str], command: s
         f"One {MAP_CHANNELS} x {MAP_HEIGHT} x {MAP_WIDTH} float32 map (conv5 of a 688 x 917 image),"
         " levels (1, 2, 3, 6) = 12800-d per window, selective-search-like windows"
         " (sqrt(area) log-uniform in [12, 917] px, aspect log-uniform in [1/3, 3]),"
-        " 2 torch threads, median of repeated calls. All outputs checked bit-identical"
+        f" {THREADS} torch threads{load_note}. All outputs checked bit-identical"
         " (roi_pool per level on the same integer cells with spatial_scale=1 gives exactly the"
-        " SPEC layout once each level is flattened). The reference loop ran on"
-        f" {REFERENCE_SAMPLE} windows and is extrapolated linearly (marked ~).",
+        " SPEC layout once each level is flattened). `out=`: roi_spp writes into a buffer the"
+        " caller reuses; `new`: roi_spp allocates its output (100 MiB at 2000 windows) on every"
+        " call.",
         "",
-        "| windows | mean cells/window | roi_spp (ms) | roi_pool x4 (ms) | torch fallback (ms)"
-        " | reference (ms) | roi_pool / roi_spp | reference / roi_spp"
-        " | roi_spp growth vs 500 | roi_pool growth vs 500 |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"Ratios, roi_pool x4 / roi_spp, per interleaved round (median [min - max] over the"
+        f" rounds; the bar is {RATIO_BAR:.0f}x):",
+        "",
+        "| windows | rounds | vs roi_spp out= | vs roi_spp new | 1-min load during the rounds |",
+        "|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
-            f"| {row.windows} | {row.mean_cells:.0f} | {row.fast_ms:.1f} | {row.roi_pool_ms:.1f}"
-            f" | {row.torch_ms:.1f} | ~{row.reference_ms:.0f}"
-            f" | {row.roi_pool_ms / row.fast_ms:.1f}x"
-            f" | ~{row.reference_ms / row.fast_ms:.0f}x"
-            f" | {row.fast_ms / base.fast_ms:.2f}x ({row.windows / base.windows:.0f}x windows)"
-            f" | {row.roi_pool_ms / base.roi_pool_ms:.2f}x |"
+            f"| {row.windows} | {len(row.roi_pool_ms)} | {spread(row.ratios(row.out_ms))}"
+            f" | {spread(row.ratios(row.new_ms))}"
+            f" | {min(row.load):.1f} - {max(row.load):.1f} |"
+        )
+    lines += [
+        "",
+        "Times (ms, median over the rounds; the torch fallback is the median of 1-2 calls, the"
+        f" reference loop ran on {REFERENCE_SAMPLE} windows and is extrapolated linearly, ~):",
+        "",
+        "| windows | mean cells/window | roi_spp out= | roi_spp new | roi_pool x4"
+        " | torch fallback | reference |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.windows} | {row.mean_cells:.0f} | {statistics.median(row.out_ms):.1f}"
+            f" | {statistics.median(row.new_ms):.1f} | {statistics.median(row.roi_pool_ms):.0f}"
+            f" | {row.torch_ms:.0f} | ~{row.reference_ms:.0f} |"
         )
     lines += [
         "",
         f"First call in the process (numba compile or on-disk cache load): {first_call_ms:.0f} ms,"
-        " excluded above. The roi_spp times include input validation, the NaN check, the"
-        " channels-last copy and allocating the 12800-d float32 output (100 MiB at 2000"
-        " windows), which alone costs 15 to 50 ms of page faults on this kind of VM.",
+        " excluded above. The roi_spp times include input validation, the NaN check and the"
+        " channels-last copy of the map; `new` also the first touch of its fresh output (page"
+        " faults, slow and variable on a loaded VM), which `out=` avoids.",
         "",
         "Machine:",
         "",
@@ -218,12 +299,19 @@ def write_section(path: Path, section: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--write", type=Path, help="update this markdown file (e.g. BENCHMARKS.md)")
-    parser.add_argument("--repeats", type=int, default=5, help="calls per measurement (median)")
+    parser.add_argument(
+        "--rounds", type=int, default=7, help="interleaved rounds (half, rounded up, at 8000)"
+    )
+    parser.add_argument(
+        "--busy", type=int, default=0, help="busy-looping processes to run while timing"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    command = "python bench/bench_roi_spp.py" + (f" --write {args.write}" if args.write else "")
-    rows, first_call_ms, machine = run(args.repeats, args.seed)
-    section = render(rows, first_call_ms, machine, command)
+    if args.rounds < 1 or args.busy < 0:
+        parser.error("expected --rounds >= 1 and --busy >= 0")
+    command = " ".join(["python bench/bench_roi_spp.py", *(sys.argv[1:] if argv is None else argv)])
+    rows, first_call_ms, machine = run(args.rounds, args.busy, args.seed)
+    section = render(rows, first_call_ms, machine, command, args.busy)
     print(section)
     if args.write:
         write_section(args.write, section)

@@ -198,5 +198,10 @@ def pooled_windows(
                 manifest.windows, boxes[picked], (height, width), (fx, fy), feature_size
             )
             regions = torch.cat([torch.zeros_like(cells[:, :1]), cells], dim=1)  # [n, 5]
-            pooled[picked] = roi_spp(conv5, regions, manifest.model.levels).float()
+            if len(used) == 1 and conv5.dtype == pooled.dtype:
+                # Every window, in order, at this scale: pooled straight into this call's own
+                # output (no second [N, D] tensor to allocate and copy).
+                roi_spp(conv5, regions, manifest.model.levels, out=pooled)
+            else:
+                pooled[picked] = roi_spp(conv5, regions, manifest.model.levels).float()
     return pooled, [scales[i] for i in used]

@@ -8,9 +8,11 @@ How it works:
   levels (1, 2, 3, 6)): each bin is a max over its cells, ``(h + 5) * (w + 5)`` cell reads at
   most for the whole level; the coarser levels are block maxima of those bins (``_spp_layout``);
 * the bins land in a per-thread ``[bins, C]`` scratch and are written once, transposed, into
-  the SPEC layout (channel-major inside each level);
+  the SPEC layout (channel-major inside each level), in the caller's ``out`` buffer when given
+  (nothing allocated per call) or a new output;
 * windows are split into chunks run in parallel (``prange``) on ``torch.get_num_threads()``
-  numba threads.
+  numba threads; each window is pooled by one thread alone, so the bits do not depend on the
+  thread count.
 
 float16 and bfloat16 maps are pooled as int16 *order keys* (``bits`` for non-negative values,
 ``bits ^ 0x7FFF`` for negative ones, so integer order is float order) and the keys are turned
@@ -136,15 +138,19 @@ if numba is not None:
                                 for ii in range(i * ratio, (i + 1) * ratio):
                                     for jj in range(j * ratio, (j + 1) * ratio):
                                         _max_into(a, acc[src_base + ii * m + jj])
-                # Write out transposed: level block [C, n*n] from scratch rows [n*n, C].
+                # Write out transposed: level block [C, n*n] from scratch rows [n*n, C]. Both
+                # are indexed by loop counters from 0 (no negative-index wraparound to check).
                 row_out = out[k]
                 for level in range(num_levels):
                     nn = ns[level] * ns[level]
                     base = bin_offsets[level]
-                    block = row_out[base * channels : (base + nn) * channels]
+                    bins = acc[base : base + nn]  # [n*n, C]
+                    block = row_out[base * channels : (base + nn) * channels].reshape(
+                        (channels, nn)
+                    )  # [C, n*n]
                     for c in range(channels):
                         for q in range(nn):
-                            block[c * nn + q] = _key_to_bits(acc[base + q, c])
+                            block[c, q] = _key_to_bits(bins[q, c])
 
 
 #: ``bits & 0x7FFF`` above this is a NaN, per 16-bit float dtype.
@@ -166,7 +172,7 @@ def _channels_last_array(features: Tensor) -> tuple[np.ndarray, bool]:
         keys = np.where(bits < 0, bits ^ np.int16(0x7FFF), bits)
         return keys, has_nan
     values = np.ascontiguousarray(detached.numpy().transpose(0, 2, 3, 1))
-    return values, bool(np.isnan(values).any())
+    return values, bool(np.isnan(values.max()))  # max propagates NaN: one pass, no temporary
 
 
 def _empty_output(shape: tuple[int, int], dtype: torch.dtype) -> Tensor:
@@ -186,18 +192,22 @@ def _empty_output(shape: tuple[int, int], dtype: torch.dtype) -> Tensor:
     return torch.frombuffer(buffer, dtype=dtype).view(shape)  # the tensor keeps `buffer` alive
 
 
-def roi_spp_cpu(features: Tensor, regions: Tensor, layout: PyramidLayout) -> Tensor | None:
+def roi_spp_cpu(
+    features: Tensor, regions: Tensor, layout: PyramidLayout, out: Tensor | None = None
+) -> Tensor | None:
     """Pool ``regions`` of CPU ``features`` into the SPEC section 2 layout (exact).
 
     Args:
         features (Tensor[B, C, H, W]): CPU maps; float16, bfloat16, float32 or float64.
         regions (LongTensor[K, 5]): validated ``(batch_idx, left, top, right, bottom)``, K >= 1.
         layout: the pyramid (``pyramid_layout(levels)``).
+        out (Tensor[K, C * layout.total_bins] | None): validated contiguous CPU tensor of
+            ``features.dtype`` to write into; a new one is allocated when ``None``.
 
     Returns:
-        Tensor[K, C * layout.total_bins] of ``features.dtype`` (not attached to autograd), or
-        ``None`` when the maps hold a NaN: the compiled loop assumes ordered values, so such
-        maps must take a NaN-propagating path.
+        ``out`` (or the new Tensor[K, C * layout.total_bins] of ``features.dtype``, not attached
+        to autograd), or ``None`` when the maps hold a NaN: the compiled loop assumes ordered
+        values, so such maps must take a NaN-propagating path (``out`` is then left untouched).
     """
     num_windows = regions.shape[0]
     channels = features.shape[1]
@@ -206,7 +216,9 @@ def roi_spp_cpu(features: Tensor, regions: Tensor, layout: PyramidLayout) -> Ten
     if has_nan:
         return None
     keys = feat.dtype == np.int16
-    out = _empty_output((num_windows, channels * layout.total_bins), torch.int16 if keys else dtype)
+    if out is None:
+        out = _empty_output((num_windows, channels * layout.total_bins), dtype)
+    target = out.view(torch.int16) if keys else out  # the kernel writes keys' bits back
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     num_chunks = min(num_windows, 8 * threads)
     with _call_lock:
@@ -224,8 +236,8 @@ def roi_spp_cpu(features: Tensor, regions: Tensor, layout: PyramidLayout) -> Ten
                 np.asarray(layout.source, dtype=np.int64),
                 layout.total_bins,
                 num_chunks,
-                out.numpy(),
+                target.numpy(),
             )
         finally:
             numba.set_parallel_chunksize(previous_chunksize)
-    return out.view(dtype) if keys else out
+    return out

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from app.ops._spp_layout import pyramid_layout, validate_levels
+from app.ops._spp_layout import PyramidLayout, pyramid_layout, validate_levels
 
 __all__ = [
     "DEFAULT_LEVELS",
@@ -228,7 +228,34 @@ def project_windows_offset(
     return torch.stack([left, top, right, bottom], dim=1)
 
 
-def roi_spp(features: Tensor, regions: Tensor, levels: Sequence[int] = DEFAULT_LEVELS) -> Tensor:
+def _check_out(out: Tensor, features: Tensor, shape: tuple[int, int]) -> None:
+    """Validate a caller's output buffer for :func:`roi_spp` (raise ``ValueError``)."""
+    if not isinstance(out, Tensor):
+        raise ValueError(f"expected out to be a Tensor, got {type(out).__name__}")
+    if tuple(out.shape) != shape:
+        raise ValueError(f"expected out of shape {list(shape)}, got {list(out.shape)}")
+    if out.dtype != features.dtype:
+        raise ValueError(f"expected out of the features' dtype {features.dtype}, got {out.dtype}")
+    if out.device != features.device:
+        raise ValueError(
+            f"expected out on the features' device {features.device}, got {out.device}"
+        )
+    if not out.is_contiguous():
+        raise ValueError("expected a contiguous out (a row slice out[:K] of a bigger buffer is)")
+    if out.requires_grad or (features.requires_grad and torch.is_grad_enabled()):
+        raise ValueError("out= is not differentiable: pass no out when features require grad")
+    storage = out.untyped_storage().data_ptr()
+    if storage != 0 and storage == features.untyped_storage().data_ptr():
+        raise ValueError("expected out not to share memory with features")
+
+
+def roi_spp(
+    features: Tensor,
+    regions: Tensor,
+    levels: Sequence[int] = DEFAULT_LEVELS,
+    *,
+    out: Tensor | None = None,
+) -> Tensor:
     """Pyramid-pool many rectangular regions of a batch of feature maps (SPEC section 2).
 
     Exact: every path returns the same bits as :func:`roi_spp_reference` (max pooling does no
@@ -240,37 +267,49 @@ def roi_spp(features: Tensor, regions: Tensor, levels: Sequence[int] = DEFAULT_L
         regions (LongTensor[K, 5]): rows ``(batch_idx, left, top, right, bottom)``, inclusive
             cells, on the same device as ``features`` (any integer dtype).
         levels: bins per side of each pyramid level, in output order.
+        out (Tensor[K, C * sum(n * n)] | None): where to write the result: contiguous, of
+            ``features.dtype``, on its device, not requiring grad, not sharing memory with
+            ``features``. A caller that pools repeatedly can pass the same buffer (or a row
+            slice ``buffer[:K]`` of one sized for its largest K) and so skip allocating and
+            first-touching a large output on every call (100 MiB for 2000 windows of a
+            256-channel map). The CPU's compiled path writes into it directly; the other paths
+            compute the result and copy it in.
 
     Returns:
-        Tensor[K, C * sum(n * n)] of ``features.dtype`` on its device; row ``k`` is
-        ``concat over levels n of pool_n(region_k).reshape(C, n, n).flatten()``. ``K = 0`` gives
-        an empty ``[0, C * sum(n * n)]`` tensor.
+        Tensor[K, C * sum(n * n)] of ``features.dtype`` on its device (``out`` itself when
+        given); row ``k`` is ``concat over levels n of pool_n(region_k).reshape(C, n, n)
+        .flatten()``. ``K = 0`` gives an empty ``[0, C * sum(n * n)]`` tensor.
 
     Raises:
-        ValueError: bad shapes or dtypes, non-positive levels, or a region outside its map.
+        ValueError: bad shapes or dtypes, non-positive levels, a region outside its map, or an
+            ``out`` that does not fit (shape, dtype, device, layout, grad, shared memory).
     """
     _check_features(features)
     layout = pyramid_layout(levels)
     regions = _check_regions(features, regions)
-    channels = features.shape[1]
+    shape = (regions.shape[0], features.shape[1] * layout.total_bins)
+    if out is not None:
+        _check_out(out, features, shape)
     if regions.shape[0] == 0:
-        return features.new_empty((0, channels * layout.total_bins))
-    if features.requires_grad and torch.is_grad_enabled():
-        from app.ops._spp_torch import roi_spp_torch
+        return features.new_empty(shape) if out is None else out
+    if features.device.type == "cpu" and not (features.requires_grad and torch.is_grad_enabled()):
+        from app.ops import _spp_cpu
 
-        return roi_spp_torch(features, regions, layout)
-    if features.is_cuda:
+        if _spp_cpu.available():
+            pooled = _spp_cpu.roi_spp_cpu(features, regions, layout, out)
+            if pooled is not None:  # None: the maps hold NaN, which must propagate like amax
+                return pooled
+    result = _roi_spp_other_paths(features, regions, layout)
+    return result if out is None else out.copy_(result)
+
+
+def _roi_spp_other_paths(features: Tensor, regions: Tensor, layout: PyramidLayout) -> Tensor:
+    """:func:`roi_spp` off the CPU's compiled path: Triton on CUDA, else the torch path."""
+    if features.is_cuda and not (features.requires_grad and torch.is_grad_enabled()):
         from app.ops import _spp_triton
 
         if _spp_triton.available():
             return _spp_triton.roi_spp_triton(features, regions, layout)
-    elif features.device.type == "cpu":
-        from app.ops import _spp_cpu
-
-        if _spp_cpu.available():
-            pooled = _spp_cpu.roi_spp_cpu(features, regions, layout)
-            if pooled is not None:  # None: the maps hold NaN, which must propagate like amax
-                return pooled
     from app.ops._spp_torch import roi_spp_torch
 
     return roi_spp_torch(features, regions, layout)

@@ -556,3 +556,133 @@ def test_pyramid_layout_derives_coarse_levels_from_finer_ones() -> None:
     assert layout.source == (1, 3, 3, -1)  # 1 from 2, 2 from 6, 3 from 6, 6 from the map
     repeated = pyramid_layout((2, 5, 2))
     assert repeated.source == (-1, -1, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# roi_spp(..., out=): the caller's buffer
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [*DTYPES, torch.float64])
+def test_roi_spp_writes_into_out_and_returns_it(
+    device: str,
+    dtype: torch.dtype,
+    make_map: Callable[..., Tensor],
+    random_regions: Callable[..., Tensor],
+) -> None:
+    features = make_map(2, 6, 9, 11, dtype, seed=11)
+    regions = random_regions(2, 9, 11, 30, 11)
+    expected = roi_spp_reference(features, regions)
+    out = torch.full((30, 6 * 50), float("nan"), dtype=dtype, device=device)
+    result = roi_spp(features.to(device), regions.to(device), out=out)
+    assert result is out
+    assert_exact(out.cpu(), expected)
+
+
+def test_roi_spp_out_can_be_the_first_rows_of_a_bigger_buffer(
+    make_map: Callable[..., Tensor], random_regions: Callable[..., Tensor]
+) -> None:
+    features = make_map(1, 4, 8, 10, torch.float32, seed=12)
+    regions = random_regions(1, 8, 10, 15, 12)
+    buffer = torch.full((40, 4 * 14), -7.0)
+    for count in (15, 6):  # reused: the second call overwrites only its rows
+        result = roi_spp(features, regions[:count], (1, 2, 3), out=buffer[:count])
+        assert result.data_ptr() == buffer.data_ptr()
+        assert_exact(buffer[:count], roi_spp_reference(features, regions[:count], (1, 2, 3)))
+    assert bool((buffer[15:] == -7.0).all())
+
+
+def test_roi_spp_out_allocates_no_output_on_the_compiled_path(
+    make_map: Callable[..., Tensor], random_regions: Callable[..., Tensor]
+) -> None:
+    from app.ops import _spp_cpu
+
+    if not _spp_cpu.available():
+        pytest.skip("needs numba")
+    features = make_map(1, 5, 7, 7, torch.float16, seed=13)
+    regions = random_regions(1, 7, 7, 12, 13)
+    out = torch.empty(12, 5 * 50, dtype=torch.float16)
+    with mock.patch.object(_spp_cpu, "_empty_output", side_effect=AssertionError("allocated")):
+        assert roi_spp(features, regions, out=out) is out
+    assert_exact(out, roi_spp_reference(features, regions))
+
+
+def test_roi_spp_out_on_the_nan_path_and_with_no_regions(
+    make_map: Callable[..., Tensor], edge_regions: Callable[..., Tensor]
+) -> None:
+    features = make_map(2, 3, 5, 6, torch.float32, seed=14)
+    features[0, 1, 2, 2] = float("nan")  # the compiled loop declines, the torch path copies in
+    regions = edge_regions(2, 5, 6)
+    out = torch.zeros(len(regions), 3 * 50)
+    assert roi_spp(features, regions, out=out) is out
+    assert bool(out.isnan().any())
+    assert_exact(out, roi_spp_reference(features, regions))
+    empty = torch.empty(0, 3 * 50)
+    assert roi_spp(features, torch.empty(0, 5, dtype=torch.long), out=empty) is empty
+    with pytest.raises(ValueError, match=r"expected out of shape \[0, 150\], got \[1, 150\]"):
+        roi_spp(features, torch.empty(0, 5, dtype=torch.long), out=torch.empty(1, 150))
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        pytest.param([[0.0] * 150] * 2, "expected out to be a Tensor", id="list"),
+        pytest.param(torch.empty(2, 149), r"of shape \[2, 150\], got \[2, 149\]", id="short"),
+        pytest.param(torch.empty(1, 2, 150), r"of shape \[2, 150\], got \[1, 2, 150\]", id="3d"),
+        pytest.param(torch.empty(150, 2).t(), "contiguous", id="transposed"),
+        pytest.param(torch.empty(2, 150, dtype=torch.float64), "dtype torch.float32", id="dtype"),
+        pytest.param(torch.empty(2, 150).requires_grad_(), "not differentiable", id="grad"),
+        pytest.param(
+            "cuda",
+            "device",
+            marks=[
+                pytest.mark.gpu,
+                pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+            ],
+            id="cuda",
+        ),
+    ],
+)
+def test_roi_spp_rejects_bad_out(out: object, message: str) -> None:
+    features = torch.zeros(1, 3, 4, 6)
+    regions = torch.tensor([[0, 0, 0, 5, 3], [0, 1, 1, 2, 2]])
+    if out == "cuda":
+        out = torch.empty(2, 150, device="cuda")
+    with pytest.raises(ValueError, match=message):
+        roi_spp(features, regions, out=out)  # type: ignore[arg-type]
+
+
+def test_roi_spp_rejects_out_for_features_that_need_grad_or_share_its_memory() -> None:
+    regions = torch.tensor([[0, 0, 0, 5, 3], [0, 1, 1, 2, 2]])
+    leaf = torch.zeros(1, 3, 4, 6, requires_grad=True)
+    with pytest.raises(ValueError, match="not differentiable"):
+        roi_spp(leaf, regions, out=torch.empty(2, 150))
+    with torch.no_grad():  # no graph to record: allowed
+        assert_exact(roi_spp(leaf, regions, out=torch.empty(2, 150)), torch.zeros(2, 150))
+    storage = torch.zeros(2, 150)
+    features = storage.view(-1)[:72].view(1, 3, 4, 6)  # the first 72 values of out
+    with pytest.raises(ValueError, match="share memory"):
+        roi_spp(features, regions, out=storage)
+
+
+@pytest.mark.skipif(
+    __import__("numba").config.NUMBA_NUM_THREADS < 2, reason="numba has fewer than 2 threads"
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_roi_spp_same_bits_on_1_and_2_threads(
+    dtype: torch.dtype, make_map: Callable[..., Tensor], random_regions: Callable[..., Tensor]
+) -> None:
+    """The compiled path splits the windows into chunks per thread (8 per thread, at most one
+    per window); each window's bits must not depend on which thread or chunk pooled it."""
+    features = make_map(2, 64, 13, 17, dtype, seed=15)
+    regions = random_regions(2, 13, 17, 801, 15)
+    threads = torch.get_num_threads()
+    try:
+        pooled = {}
+        for count in (1, 2):
+            torch.set_num_threads(count)  # the compiled path runs on torch's thread count
+            pooled[count] = roi_spp(features, regions)
+    finally:
+        torch.set_num_threads(threads)
+    assert_exact(pooled[2], pooled[1])
+    assert_exact(pooled[1][::40], roi_spp_reference(features, regions[::40]))
