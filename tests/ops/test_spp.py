@@ -208,18 +208,22 @@ def test_project_windows_rejects_bad_input(
         project_windows(boxes, feature_size, stride)
 
 
+#: 1-20 windows as ``(x, y, w, h)``, reaching past every border of feature maps up to 80 cells.
+XYWH_WINDOWS = st.lists(
+    st.tuples(
+        st.floats(-50, 1200, allow_nan=False),
+        st.floats(-50, 1200, allow_nan=False),
+        st.floats(0, 400, allow_nan=False),
+        st.floats(0, 400, allow_nan=False),
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
-    boxes=st.lists(
-        st.tuples(
-            st.floats(-50, 1200, allow_nan=False),
-            st.floats(-50, 1200, allow_nan=False),
-            st.floats(0, 400, allow_nan=False),
-            st.floats(0, 400, allow_nan=False),
-        ),
-        min_size=1,
-        max_size=20,
-    ),
+    boxes=XYWH_WINDOWS,
     height=st.integers(1, 80),
     width=st.integers(1, 80),
 )
@@ -292,16 +296,7 @@ def test_project_windows_offset_empty_and_invalid() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    boxes=st.lists(
-        st.tuples(
-            st.floats(-50, 1200, allow_nan=False),
-            st.floats(-50, 1200, allow_nan=False),
-            st.floats(0, 400, allow_nan=False),
-            st.floats(0, 400, allow_nan=False),
-        ),
-        min_size=1,
-        max_size=20,
-    ),
+    boxes=XYWH_WINDOWS,
     height=st.integers(1, 80),
     width=st.integers(1, 80),
 )
