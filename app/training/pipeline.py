@@ -3,6 +3,8 @@
 Stage numbers are SPEC's; they run in this order:
 
 * 1, ``stages.pretrain``: classification pre-training of the trunk and fc6-fc8;
+* 2b, ``stages.conv_finetune`` (optional, off in the paper's recipe): conv3-conv5 with
+  fc6-fc8 fine-tuned through the pyramid pooling, before conv5 is cached;
 * 2 and 3, ``stages.conv5_cache`` and ``stages.finetune``: the pooled fine-tuning windows
   (conv5 once per image and scale, cached), then fc6/fc7 and a (K+1)-way fc8 on them;
 * 5, ``stages.regression``: box regressors from the same pooled windows;
@@ -36,8 +38,9 @@ from app.training.datasets import (
 from app.training.provenance import provenance
 from app.training.recipe import TrainConfig
 from app.training.stages.calibrate import calibrate
+from app.training.stages.conv_finetune import load_or_conv_finetune
 from app.training.stages.finetune import load_or_collect_samples, load_or_finetune
-from app.training.stages.pretrain import pretrain
+from app.training.stages.pretrain import pretrain, warm_start
 from app.training.stages.pretrain_samples import LabelledObject, dataset_samples
 from app.training.stages.regression import train_regressors
 from app.training.stages.svm import load_or_train_svms
@@ -99,13 +102,17 @@ class Pipeline:
         return SppModel(manifest=manifest, net=net)
 
     def run_pretrain(self) -> SppNet:
-        """Stage 1 (resumable per epoch) on the train split and the extra images; returns the
-        pre-trained network."""
+        """Stage 1 (resumable per epoch) on the train split and the extra images, or the
+        warm start from ``pretrain.init_from``; returns the pre-trained network."""
         work, config = self.workdir, self.config
         prepare_data(config, work, progress=self.progress)
         train = self.dataset(config.data.train_split)
         classes = list(train.classes)
         net = self.new_net(classes)
+        if config.pretrain.init_from is not None:
+            sha256 = warm_start(net, Path(config.pretrain.init_from), classes)
+            work.log_event("pretrain-warm-start", source=config.pretrain.init_from, sha256=sha256)
+            return net
         sets = [
             (train, Path()),
             *((d, EXTRA) for d in pretrain_extra_datasets(config, work, progress=self.progress)),
@@ -174,6 +181,11 @@ class Pipeline:
         model = self.wrap(net, classes)
         detector = Detector(model, self.device)
         parts = self.detection_images(detector, classes)
+        tuned = config.conv_finetune.iterations > 0
+        if tuned:
+            load_or_conv_finetune(
+                net, model.manifest, parts, config.conv_finetune, work, progress=progress
+            )
         detection = model.manifest.detection
         variants = (tuple(detection.multi_scales), (detection.single_scale,))
         work.detect.mkdir(exist_ok=True)
@@ -182,7 +194,9 @@ class Pipeline:
         samples = load_or_collect_samples(
             parts, detector, variants, config.finetune, work, progress=progress
         )
-        load_or_finetune(net, samples, config.finetune, work, progress=progress)
+        load_or_finetune(
+            net, samples, config.finetune, work, progress=progress, from_detection_head=tuned
+        )
         train_regressors(net, samples, len(classes), config.bbox_alpha, work)
         del samples
         load_or_train_svms(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 #: Every section: immutable, unknown keys rejected, the docstring under a field is its meaning.
 _SECTION = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
@@ -81,8 +81,20 @@ class PretrainConfig(BaseModel):
     """Epochs after the schedule, at ``sizes`` and the final context."""
     finish_lr: float = 3e-4
     """Where the finishing phase's own cosine starts."""
+    init_from: str | None = None
+    """A model directory (``manifest.json`` + weights) whose trunk and classification head
+    replace stage 1 (with ``epochs: 0``): a warm start from an earlier model, e.g. the v1 model
+    for v2. Its classes must be the data's."""
     seed: int = 0
     """Seed of the crops, the background windows and the initial weights."""
+
+    @model_validator(mode="after")
+    def _warm_start_trains_nothing(self) -> PretrainConfig:
+        if self.init_from is not None and self.total_epochs > 0:
+            raise ValueError(
+                "pretrain.init_from replaces stage 1: set epochs and finish_epochs to 0"
+            )
+        return self
 
     @property
     def total_epochs(self) -> int:
@@ -117,6 +129,45 @@ class FinetuneConfig(BaseModel):
     """Windows with IoU < 0.1 to every object per image and scale mode (0: the paper's)."""
     seed: int = 0
     """Seed of the window sampling and of fc8's initial weights."""
+
+
+#: Trunk layers that stage 2b may train (the frozen ones stay as stage 1 left them).
+ConvLayer = Literal["conv1", "conv2", "conv3", "conv4", "conv5"]
+
+
+class ConvFinetuneConfig(BaseModel):
+    """Stage 2b, optional: fine-tuning conv layers through the pyramid pooling together with
+    fc6/fc7 and the (K+1)-way fc8 (a departure, Fast R-CNN's; ``iterations: 0`` is the
+    paper's recipe, which keeps the trunk frozen after stage 1)."""
+
+    model_config = _SECTION
+
+    iterations: int = Field(default=0, ge=0)
+    """SGD iterations (0: the stage does not run)."""
+    layers: tuple[ConvLayer, ...] = ("conv3", "conv4", "conv5")
+    """Trunk layers trained (Fast R-CNN trains conv3 and up)."""
+    images_per_batch: int = Field(default=2, ge=1)
+    """Images per iteration (each at its own scale; their windows form one mini-batch)."""
+    windows_per_image: int = Field(default=64, ge=1)
+    """Windows pooled per image."""
+    fg_fraction: float = Field(default=0.25, gt=0.0, le=1.0)
+    """Share of positives (IoU >= 0.5) among each image's windows, at most."""
+    scales: tuple[int, ...] = (480, 576, 688)
+    """Shorter sides an image is trained at, one drawn per image and iteration."""
+    flip: bool = True
+    """Flip half of the images left-right."""
+    lr: float = Field(default=1e-3, gt=0.0)
+    """SGD learning rate until ``lr_step``; a tenth of it afterwards."""
+    lr_step: float = Field(default=0.75, gt=0.0, le=1.0)
+    """Fraction of the iterations after which the learning rate drops 10x."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    weight_decay: float = 5e-4
+    """SGD weight decay."""
+    checkpoint_every: int = Field(default=100, ge=1)
+    """Iterations between resumable checkpoints."""
+    seed: int = 0
+    """Seed of the image, scale, flip and window draws and of fc8's initial weights."""
 
 
 class SvmConfig(BaseModel):
@@ -167,6 +218,8 @@ class TrainConfig(BaseModel):
     """Fields of :class:`app.model.config.ProposalConfig`."""
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     """Stage 1."""
+    conv_finetune: ConvFinetuneConfig = Field(default_factory=ConvFinetuneConfig)
+    """Stage 2b (optional, off by default): conv layers fine-tuned through the pooling."""
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     """Stage 3."""
     svm: SvmConfig = Field(default_factory=SvmConfig)

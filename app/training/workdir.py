@@ -2,8 +2,9 @@
 
 ``<work>/`` holds everything a run produces: ``data/`` (a generated dataset),
 ``data-summary.json``, ``pretrain-data/`` (stage 1's extra images), ``proposals/``,
-``pretrain/`` (checkpoints), ``conv5/`` (the cache of stage 2; ``proposals/extra/`` and
-``conv5/extra/`` for the extra images that stages 3-5 also train on, ``data.detect_extra``),
+``pretrain/`` (checkpoints), ``conv-finetune/`` (stage 2b, optional), ``conv5/`` (the cache
+of stage 2; ``proposals/extra/`` and ``conv5/extra/`` for the extra images that stages 3-5
+also train on, ``data.detect_extra``),
 ``detect/`` (the fine-tuned head, SVMs, regressors and calibration of stages 3-5),
 ``recipe.json`` (the recipe the outputs were made with) and ``log.jsonl`` (losses and stage
 summaries). A stage whose output exists is skipped, so a cut-off run resumes where it stopped;
@@ -19,7 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.training.recipe import DataConfig, FinetuneConfig, PretrainConfig, SvmConfig
+from app.training.recipe import (
+    ConvFinetuneConfig,
+    DataConfig,
+    FinetuneConfig,
+    PretrainConfig,
+    SvmConfig,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,7 @@ DATA_SUMMARY = "data-summary.json"
 PRETRAIN_DATA = "pretrain-data"
 PROPOSALS = "proposals"
 PRETRAIN = "pretrain"
+CONV_FINETUNE = "conv-finetune"
 CONV5 = "conv5"
 DETECT = "detect"
 SVM_FILE = f"{DETECT}/svm.safetensors"
@@ -42,12 +50,13 @@ SVM_FILE = f"{DETECT}/svm.safetensors"
 #: whose value differs from the recipe those outputs were made with makes them stale. A
 #: ``section.field`` key is compared on its own, and the section's key ignores that field.
 STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "data": (DATA, DATA_SUMMARY, PRETRAIN_DATA, PROPOSALS, PRETRAIN, CONV5, DETECT),
-    "model": (PRETRAIN, CONV5, DETECT),
-    "pretrain": (PRETRAIN, CONV5, DETECT),
-    "proposals": (PROPOSALS, DETECT),
+    "data": (DATA, DATA_SUMMARY, PRETRAIN_DATA, PROPOSALS, PRETRAIN, CONV_FINETUNE, CONV5, DETECT),
+    "model": (PRETRAIN, CONV_FINETUNE, CONV5, DETECT),
+    "pretrain": (PRETRAIN, CONV_FINETUNE, CONV5, DETECT),
+    "proposals": (PROPOSALS, CONV_FINETUNE, CONV5, DETECT),
+    "conv_finetune": (CONV_FINETUNE, CONV5, DETECT),
     "finetune": (DETECT,),
-    "data.detect_extra": (DETECT,),
+    "data.detect_extra": (CONV_FINETUNE, DETECT),
     "svm": (SVM_FILE,),
 }
 
@@ -81,6 +90,11 @@ class WorkDir:
     def pretrain_checkpoint(self) -> Path:
         """Stem of stage 1's checkpoint (``.safetensors`` + ``.json``)."""
         return self.root / PRETRAIN / "checkpoint"
+
+    @property
+    def conv_finetune(self) -> Path:
+        """Stage 2b's output (the fine-tuned trunk and head) and checkpoints."""
+        return self.root / CONV_FINETUNE
 
     def conv5(self, sub: Path = Path()) -> Path:
         """Stage 2's conv5 cache of the images of ``sub`` (``Path()`` or :data:`EXTRA`)."""
@@ -154,13 +168,15 @@ def _with_defaults(recipe: dict[str, Any]) -> dict[str, Any]:
     defaults = {
         "data": DataConfig(),
         "pretrain": PretrainConfig(),
+        "conv_finetune": ConvFinetuneConfig(),
         "finetune": FinetuneConfig(),
         "svm": SvmConfig(),
     }
     filled = dict(recipe)
     for section, default in defaults.items():
-        if isinstance(recipe.get(section), dict):
-            filled[section] = {**default.model_dump(mode="json"), **recipe[section]}
+        recorded = recipe.get(section, {})  # a section recorded before it existed: defaults
+        if isinstance(recorded, dict):
+            filled[section] = {**default.model_dump(mode="json"), **recorded}
     return filled
 
 

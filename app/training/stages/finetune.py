@@ -74,16 +74,23 @@ def pick_windows(max_iou: Tensor, config: FinetuneConfig, rng: np.random.Generat
 
 
 def finetune(
-    net: SppNet, samples: WindowSamples, config: FinetuneConfig, *, progress: bool = True
+    net: SppNet,
+    samples: WindowSamples,
+    config: FinetuneConfig,
+    *,
+    progress: bool = True,
+    from_detection_head: bool = False,
 ) -> list[dict[str, float]]:
-    """Initialise ``net.det_head`` from ``net.cls_head`` and train it with ``net.det_fc8``.
+    """Initialise ``net.det_head`` from ``net.cls_head`` and a fresh ``net.det_fc8`` (or keep
+    both as they are, ``from_detection_head``: after stage 2b trained them), then train them.
 
     Returns a loss log every 100 iterations.
     """
-    net.det_head.load_state_dict(net.cls_head.state_dict())
-    generator = torch.Generator().manual_seed(config.seed)
-    torch.nn.init.normal_(net.det_fc8.weight, std=0.01, generator=generator)
-    torch.nn.init.zeros_(net.det_fc8.bias)
+    if not from_detection_head:
+        net.det_head.load_state_dict(net.cls_head.state_dict())
+        generator = torch.Generator().manual_seed(config.seed)
+        torch.nn.init.normal_(net.det_fc8.weight, std=0.01, generator=generator)
+        torch.nn.init.zeros_(net.det_fc8.bias)
     params = [*net.det_head.parameters(), *net.det_fc8.parameters()]
     for p in params:
         p.requires_grad_(True)
@@ -195,7 +202,13 @@ def load_or_collect_samples(
 
 
 def load_or_finetune(
-    net: SppNet, samples: WindowSamples, config: FinetuneConfig, work: WorkDir, *, progress: bool
+    net: SppNet,
+    samples: WindowSamples,
+    config: FinetuneConfig,
+    work: WorkDir,
+    *,
+    progress: bool,
+    from_detection_head: bool = False,
 ) -> None:
     """Stage 3: load the fine-tuned head from ``<work>/detect``, or :func:`finetune` it and
     save it there (``head.*``: fc6/fc7, ``fc8.*``: the (K+1)-way fc8)."""
@@ -207,7 +220,9 @@ def load_or_finetune(
         net.det_head.load_state_dict(head)
         net.det_fc8.load_state_dict(fc8)
         return
-    history = finetune(net, samples, config, progress=progress)
+    history = finetune(
+        net, samples, config, progress=progress, from_detection_head=from_detection_head
+    )
     work.log_event("finetune-done", history=history)
     save_file(
         {

@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from app.model.config import PreprocessConfig
 from app.model.net import SppNet
+from app.model.store import load_model
 from app.training.batchnorm import attach_batchnorm, fold_batchnorm
 from app.training.checkpoint import load_checkpoint, save_checkpoint
 from app.training.recipe import PretrainConfig
@@ -197,3 +198,29 @@ def pretrain(
     net.eval()
     fold_batchnorm(net.trunk)
     return history
+
+
+#: The tensors stage 1 trains, by state-dict prefix (what a warm start copies).
+STAGE1_PREFIXES = ("trunk.", "cls_head.", "cls_fc8.")
+
+
+def warm_start(net: SppNet, model_dir: Path, classes: Sequence[str]) -> str:
+    """Stage 1 replaced by an earlier model (``pretrain.init_from``): copy its trunk and
+    classification head into ``net``; returns that model's weights SHA-256.
+
+    Raises:
+        ValueError: the model's classes or network shape differ from ``net``'s.
+    """
+    source = load_model(model_dir.parent, model_dir.name)
+    if list(source.manifest.classes) != list(classes):
+        raise ValueError(
+            f"{model_dir}: classes {source.manifest.classes} differ from the data's {classes}"
+        )
+    if source.net.config != net.config:
+        raise ValueError(
+            f"{model_dir}: its network {source.net.config} differs from the recipe's {net.config}"
+        )
+    state = {k: v for k, v in source.net.state_dict().items() if k.startswith(STAGE1_PREFIXES)}
+    net.load_state_dict(state, strict=False)
+    net.eval()
+    return source.manifest.weights_sha256
