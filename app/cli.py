@@ -4,7 +4,7 @@ spp detect IMAGE... [--model NAME] [--scales single|multi] [--json] [--draw OUT]
            [--proposals FILE.json]
 spp classify IMAGE... [--model NAME] [--top-k K]
 spp models [--json] | spp models card NAME [--store DIR] [--check]
-spp data shapes --out DIR --seed N --train N --val N --test N
+spp data shapes --out DIR --seed N --train N --val N --test N [--preset realistic]
 spp train classify|detect|all --config FILE [--work DIR] [--out DIR]
 spp eval --voc-root DIR --split test (--model NAME [--scales single|multi] | --detections FILE)
 spp import spp-net-release --model-mat FILE [--conv-weights FILE] [--bbox-regressor FILE]
@@ -184,7 +184,7 @@ def cmd_models_card(args: argparse.Namespace) -> int:
 
 
 def cmd_data_shapes(args: argparse.Namespace) -> int:
-    from app.data.shapes import generate_shapes_dataset
+    from app.data.shapes import PRESETS, generate_shapes_dataset
 
     summary = generate_shapes_dataset(
         Path(args.out),
@@ -194,6 +194,7 @@ def cmd_data_shapes(args: argparse.Namespace) -> int:
         n_test=args.test,
         progress=True,
         workers=args.workers,
+        knobs=PRESETS[args.preset],
     )
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0
@@ -422,6 +423,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=int, default=0)
     p.add_argument(
         "--workers", type=int, default=1, help="processes (the output does not depend on it)"
+    )
+    p.add_argument(
+        "--preset",
+        choices=("v1", "realistic"),
+        default="v1",
+        help="realism knobs (docs/data.md): v1, the images the shipped model trained on, or "
+        "realistic (smaller, more hidden and camouflaged shapes, look-alikes, photographs "
+        "kept apart between splits)",
     )
     p.set_defaults(func=cmd_data_shapes)
 

@@ -116,3 +116,20 @@ def test_proposals_file_needs_exactly_one_image(tmp_path: Path, stored_tiny: Pat
             "--model", "tiny"]  # fmt: skip
     with pytest.raises(SystemExit, match="--proposals needs exactly one image, got 2"):
         main(argv)
+
+
+def test_data_shapes_preset_realistic_records_its_knobs(tmp_path: Path, capsys: Any) -> None:
+    from app.data.shapes import PRESETS, GeneratorKnobs
+
+    out = tmp_path / "real"
+    argv = ["data", "shapes", "--out", str(out), "--seed", "4", "--test", "2"]
+    assert main([*argv, "--preset", "realistic"]) == 0
+    written = json.loads((out / "shapes.json").read_text())
+    assert json.loads(capsys.readouterr().out) == written
+    assert GeneratorKnobs.model_validate(written["knobs"]) == PRESETS["realistic"]
+    assert written["images"] == {"train": 0, "val": 0, "test": 2} and "background_split" in written
+    assert build_parser().parse_args(argv).preset == "v1"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--preset", "photoreal"])
+    for name in PRESETS:  # every preset is a choice
+        assert build_parser().parse_args([*argv, "--preset", name]).preset == name

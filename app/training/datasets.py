@@ -2,8 +2,9 @@
 
 Stage 1 trains on the train split plus ``data.pretrain_extra`` generated images; stages 3-5
 on the train split plus the first ``data.detect_extra`` of those extra images; calibration on
-the val split. Proposals are cached under ``<work>/proposals`` (``extra/`` for the extra
-images, whose ids repeat the train split's).
+the val split. Every generated image uses the recipe's ``data.knobs``. Proposals are cached
+under ``<work>/proposals`` (``extra/`` for the extra images, whose ids repeat the train
+split's).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def prepare_data(config: TrainConfig, work: WorkDir, *, progress: bool) -> dict[
             progress=progress,
             workers=config.workers,
             overwrite=True,
+            knobs=data.knobs,
         )
     else:
         summary = {"root": str(root), "annotations_sha256": annotations_sha256(root)}
@@ -76,6 +78,7 @@ def pretrain_extra_datasets(
             progress=progress,
             workers=config.workers,
             overwrite=True,
+            knobs=data.knobs,
         )
     return [VocDataset(root, "train")]
 

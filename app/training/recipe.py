@@ -14,10 +14,39 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from app.data.shapes.knobs import GeneratorKnobs, knobs_for
 
 #: Every section: immutable, unknown keys rejected, the docstring under a field is its meaning.
 _SECTION = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+def _omit_at_default(
+    model: BaseModel, data: dict[str, Any], names: tuple[str, ...]
+) -> dict[str, Any]:
+    """``data`` (``model``'s JSON form) without the fields ``names`` that are at their defaults.
+
+    Fields added after the v1 model was trained are left out of the JSON form at their
+    defaults, so a recipe that does not use them keeps the JSON form (and a manifest the
+    ``training.recipe``) it had; reading that JSON back gives the same recipe.
+    """
+    for name in names:
+        if getattr(model, name) == type(model).model_fields[name].get_default(
+            call_default_factory=True
+        ):
+            data.pop(name, None)
+    return data
+
 
 #: Where stage-1 background windows come from (see ``PretrainConfig.background_source``).
 BackgroundSource = Literal["random", "proposals"]
@@ -46,6 +75,20 @@ class DataConfig(BaseModel):
     """Image set that trains every stage."""
     val_split: str = "val"
     """Image set that calibrates the scores."""
+    knobs: GeneratorKnobs = GeneratorKnobs()
+    """Realism knobs of the generated images (kind shapes): a preset name (``v1``,
+    ``realistic``) or a mapping of knobs (app/data/shapes/knobs.py); the JSON form leaves them
+    out at their defaults, so recipes without knobs keep the JSON form they had."""
+
+    @field_validator("knobs", mode="before")
+    @classmethod
+    def _preset_by_name(cls, value: Any) -> Any:
+        """A preset name stands for its knobs."""
+        return knobs_for(value) if isinstance(value, str) else value
+
+    @model_serializer(mode="wrap")
+    def _omit_default_knobs(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _omit_at_default(self, handler(self), ("knobs",))
 
 
 class PretrainConfig(BaseModel):
@@ -87,6 +130,10 @@ class PretrainConfig(BaseModel):
     for v2. Its classes must be the data's."""
     seed: int = 0
     """Seed of the crops, the background windows and the initial weights."""
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _omit_at_default(self, handler(self), ("init_from",))
 
     @model_validator(mode="after")
     def _warm_start_trains_nothing(self) -> PretrainConfig:
@@ -228,6 +275,10 @@ class TrainConfig(BaseModel):
     """Ridge penalty of the box regressors (stage 5)."""
     workers: int = 2
     """Processes for data generation and selective search."""
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _omit_at_default(self, handler(self), ("conv_finetune",))
 
     @classmethod
     def from_yaml(cls, path: Path) -> TrainConfig:

@@ -111,3 +111,33 @@ def test_a_recipe_is_frozen() -> None:
 
 def test_total_epochs_adds_the_finishing_phase() -> None:
     assert PretrainConfig(epochs=5, finish_epochs=3).total_epochs == 8
+
+
+def test_fields_added_after_v1_appear_in_the_json_form_only_when_used() -> None:
+    plain = TrainConfig(name="x", version="1").to_json()
+    assert "conv_finetune" not in plain and "init_from" not in plain["pretrain"]
+    used = TrainConfig.model_validate(
+        {
+            "name": "x",
+            "version": "2",
+            "pretrain": {"init_from": "model_store/zf5-shapes", "epochs": 0},
+            "conv_finetune": {"iterations": 5},
+        }
+    )
+    data = used.to_json()
+    assert data["pretrain"]["init_from"] == "model_store/zf5-shapes"
+    assert data["conv_finetune"]["iterations"] == 5
+    assert TrainConfig.model_validate(data) == used
+
+
+def test_a_warm_start_may_not_also_train_stage_1() -> None:
+    with pytest.raises(ValueError, match="init_from replaces stage 1"):
+        TrainConfig.model_validate(
+            {"name": "x", "version": "2", "pretrain": {"init_from": "m", "epochs": 3}}
+        )
+
+
+def test_the_v2_recipe_loads() -> None:
+    config = load_recipe(SHIPPED.parent / "zf5-shapes-v2.yaml")
+    assert config.conv_finetune.iterations > 0 and config.data.knobs.background_split
+    assert config.pretrain.init_from is not None and config.pretrain.total_epochs == 0

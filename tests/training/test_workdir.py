@@ -75,6 +75,7 @@ def test_the_guard_names_outputs_of_the_layout(tmp_path: Path) -> None:
         work.pretrain_data,
         work.proposals(),
         work.pretrain_checkpoint.parent,
+        work.conv_finetune,
         work.conv5(),
         work.detect,
         work.svm,
