@@ -5,9 +5,12 @@
   :func:`project_windows_offset` does it by the SPP_net release's rule.
 * :func:`roi_spp` pools many windows of many maps at once (detection). It dispatches on the
   device: CUDA -> one Triton kernel launch (``_spp_triton``), CPU -> a compiled numba loop
-  (``_spp_cpu``), anything else (or no numba, NaNs in the map, or a map that needs gradients)
-  -> a plain torch path (``_spp_torch``). Every path gives the same bits as
-  :func:`roi_spp_reference`, the slow, obvious loop the tests compare against.
+  (``_spp_cpu``), anything else (or no numba, NaNs in the map, or a CUDA map that needs
+  gradients) -> a plain torch path (``_spp_torch``). A CPU map that needs gradients takes
+  ``_spp_autograd``'s Function: a compiled loop that also records each max's cell, and a
+  backward that adds the output gradient into those cells (ties: the bin's first maximal cell
+  in row-major order). Every path gives the same bits as :func:`roi_spp_reference`, the slow,
+  obvious loop the tests compare against.
 
 Bin rule, for a region of ``h x w`` cells at ``(top, left)`` and level ``n``: bin ``(i, j)``
 covers rows ``[top + floor(i*h/n), top + ceil((i+1)*h/n))`` and the columns likewise; this is
@@ -259,8 +262,10 @@ def roi_spp(
     """Pyramid-pool many rectangular regions of a batch of feature maps (SPEC section 2).
 
     Exact: every path returns the same bits as :func:`roi_spp_reference` (max pooling does no
-    arithmetic). The fast paths are not differentiable; when ``features`` requires grad (and
-    grad mode is on) the differentiable torch path is used instead.
+    arithmetic). When ``features`` requires grad (and grad mode is on) the result is
+    differentiable: on the CPU (with numba) through ``_spp_autograd.RoISppFunction``, whose
+    backward sends each output's gradient to its bin's first maximal cell in row-major order;
+    elsewhere through autograd of the plain torch path.
 
     Args:
         features (Tensor[B, C, H, W]): float16, bfloat16, float32 or float64 maps.
@@ -292,10 +297,15 @@ def roi_spp(
         _check_out(out, features, shape)
     if regions.shape[0] == 0:
         return features.new_empty(shape) if out is None else out
-    if features.device.type == "cpu" and not (features.requires_grad and torch.is_grad_enabled()):
+    needs_grad = features.requires_grad and torch.is_grad_enabled()
+    if features.device.type == "cpu":
         from app.ops import _spp_cpu
 
-        if _spp_cpu.available():
+        if needs_grad and _spp_cpu.available():  # out is None: _check_out refuses it with grad
+            from app.ops._spp_autograd import roi_spp_autograd
+
+            return roi_spp_autograd(features, regions, layout)
+        if not needs_grad and _spp_cpu.available():
             pooled = _spp_cpu.roi_spp_cpu(features, regions, layout, out)
             if pooled is not None:  # None: the maps hold NaN, which must propagate like amax
                 return pooled

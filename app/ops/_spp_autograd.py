@@ -1,0 +1,83 @@
+"""``roi_spp`` with a real backward pass, for training the conv layers through the pyramid.
+
+Max pooling's gradient goes to the cell each pooled value was taken from (Fast R-CNN's RoI
+pooling backward). :class:`RoISppFunction` pools on the CPU with the compiled argmax kernel
+(``_spp_cpu.roi_spp_argmax_cpu``), keeps the argmax (``[K, C * bins]`` int32, the position
+``r * W + c`` in the window's map plane) and in backward adds ``grad_output`` into a zero
+gradient at those positions (``_spp_cpu.scatter_grad_cpu``; windows overlap, so cells
+accumulate).
+
+* Ties: a bin's gradient goes whole to its *first* maximal cell in row-major order (``amax``
+  would split it evenly between the tied cells; the two agree whenever the max is unique).
+* NaN: a NaN counts as larger than any number, so the output is NaN wherever ``amax`` gives
+  NaN, and the gradient goes to the bin's first NaN cell.
+* The forward values are the same bits as ``roi_spp``'s no-grad output.
+
+Off the CPU, or without numba, :func:`roi_spp_autograd` differentiates through the plain torch
+path (``_spp_torch``) instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from app.ops._spp_layout import PyramidLayout
+
+__all__ = ["RoISppFunction", "roi_spp_autograd"]
+
+
+class RoISppFunction(torch.autograd.Function):
+    """``roi_spp`` on CPU maps, differentiable with respect to ``features`` (argmax backward).
+
+    ``RoISppFunction.apply(features, regions, layout)`` with validated arguments (see
+    :func:`roi_spp_autograd`) returns Tensor[K, C * layout.total_bins].
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, features: Tensor, regions: Tensor, layout: PyramidLayout
+    ) -> Tensor:
+        from app.ops._spp_cpu import roi_spp_argmax_cpu
+
+        pooled, argmax = roi_spp_argmax_cpu(features, regions, layout)
+        ctx.save_for_backward(regions, argmax)
+        ctx.layout = layout
+        ctx.feature_shape = tuple(features.shape)
+        return pooled
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        from app.ops._spp_cpu import scatter_grad_cpu
+
+        regions, argmax = ctx.saved_tensors
+        grad = scatter_grad_cpu(grad_output, regions, argmax, ctx.layout, ctx.feature_shape)
+        return grad, None, None
+
+
+def roi_spp_autograd(features: Tensor, regions: Tensor, layout: PyramidLayout) -> Tensor:
+    """Differentiable ``roi_spp``: :class:`RoISppFunction` on the CPU with numba, else autograd
+    through the plain torch path.
+
+    Args:
+        features (Tensor[B, C, H, W]): validated maps, any floating dtype.
+        regions (LongTensor[K, 5]): validated ``(batch_idx, left, top, right, bottom)`` on the
+            features' device, K >= 1.
+        layout: the pyramid (``pyramid_layout(levels)``).
+
+    Returns:
+        Tensor[K, C * layout.total_bins] of ``features.dtype``, attached to autograd.
+    """
+    if features.device.type == "cpu":
+        from app.ops import _spp_cpu
+
+        if _spp_cpu.available():
+            result: Tensor = RoISppFunction.apply(features, regions, layout)
+            return result
+    from app.ops._spp_torch import roi_spp_torch
+
+    return roi_spp_torch(features, regions, layout)
