@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 import yaml
 from safetensors.numpy import load_file
@@ -267,3 +268,60 @@ def test_a_changed_recipe_section_refuses_its_stale_outputs(
         Pipeline(longer, work, progress=False)
     Pipeline(config.model_copy(update={"bbox_alpha": 10.0}), work, progress=False)
     Pipeline(config, work, progress=False)
+
+
+@pytest.fixture(scope="module")
+def warm_started(
+    trained: tuple[Path, Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, Path]:
+    """The v2 shape of recipe at small scale: stage 1 taken from the model ``trained`` made,
+    then conv fine-tuning (stage 2b) and stages 3-5 on realistic data."""
+    _, first_store, _ = trained
+    root = tmp_path_factory.mktemp("pipeline-v2")
+    recipe = {
+        **RECIPE,
+        "version": "0.0.2",
+        "data": {**RECIPE["data"], "knobs": "realistic"},
+        "pretrain": {
+            "init_from": str(first_store / "tiny-shapes"),
+            "epochs": 0,
+            "background_per_image": 1,
+        },
+        "conv_finetune": {
+            "iterations": 4,
+            "windows_per_image": 16,
+            "scales": [160, 200],
+            "checkpoint_every": 2,
+        },
+    }
+    path = root / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    work, store = root / "work", root / "store"
+    assert (
+        spp(["train", "all", "--config", str(path), "--work", str(work), "--store", str(store)])
+        == 0
+    )
+    return work, store, first_store
+
+
+def test_a_warm_started_run_fine_tunes_conv3_and_up_only(
+    warm_started: tuple[Path, Path, Path],
+) -> None:
+    work, store, first_store = warm_started
+    events = [json.loads(line)["event"] for line in (work / "log.jsonl").read_text().splitlines()]
+    assert "pretrain-warm-start" in events and "pretrain-done" not in events
+    assert events.index("conv-finetune-done") < events.index("finetune-done")
+    assert not (work / "pretrain").exists(), "stage 1 did not train"
+    assert (work / "conv-finetune" / "net.safetensors").is_file()
+    first = load_model(first_store, "tiny-shapes")
+    second = load_model(store, "tiny-shapes")
+    trunk1, trunk2 = first.net.trunk, second.net.trunk
+    for name in ("conv1", "conv2"):
+        assert torch.equal(getattr(trunk1, name).weight, getattr(trunk2, name).weight), name
+    for name in ("conv3", "conv4", "conv5"):
+        assert not torch.equal(getattr(trunk1, name).weight, getattr(trunk2, name).weight), name
+    assert second.manifest.training["recipe"]["data"]["knobs"]["background_split"]
+    dataset = VocDataset(work / "data", "val")
+    image = dataset.load_rgb(dataset.ids[0])
+    [result] = Detector(second, "cpu").detect([image], [propose(image, second.manifest.proposals)])
+    assert result.num_proposals > 0
