@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 import yaml
 from safetensors.numpy import load_file
 

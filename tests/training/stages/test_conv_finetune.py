@@ -74,9 +74,7 @@ def test_sample_windows_draws_positives_then_background_in_their_ranges(
     config = _config(windows_per_image=20, fg_fraction=0.25)
     for image_id, windows in parts[0].windows.items():
         batch = stage.sample_windows(windows, config, np.random.default_rng(1))
-        iou = torch.stack(
-            [windows.max_iou[(windows.boxes == b).all(1)].max() for b in batch.boxes]
-        )
+        iou = torch.stack([windows.max_iou[(windows.boxes == b).all(1)].max() for b in batch.boxes])
         n_fg = int((windows.max_iou >= 0.5).sum())
         n_bg = int(((windows.max_iou >= 0.1) & (windows.max_iou < 0.5)).sum())
         assert int((batch.labels > 0).sum()) == min(n_fg, 5), image_id
