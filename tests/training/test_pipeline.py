@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from app.training.pipeline import Pipeline
 from app.training.recipe import TrainConfig
 from app.training.workdir import StaleWorkError
 
-RECIPE = {
+RECIPE: dict[str, Any] = {
     "name": "tiny-shapes",
     "version": "0.0.1",
     "data": {
@@ -55,17 +56,21 @@ RECIPE = {
 }
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    root = tmp_path_factory.mktemp("pipeline")
-    recipe = root / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump(RECIPE))
+def _train(recipe: dict[str, Any], root: Path) -> tuple[Path, Path, Path]:
+    """``spp train all`` on ``recipe`` under ``root``: (work dir, store, recipe file)."""
+    path = root / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
     work, store = root / "work", root / "store"
     assert (
-        spp(["train", "all", "--config", str(recipe), "--work", str(work), "--store", str(store)])
+        spp(["train", "all", "--config", str(path), "--work", str(work), "--store", str(store)])
         == 0
     )
-    return work, store, recipe
+    return work, store, path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    return _train(RECIPE, tmp_path_factory.mktemp("pipeline"))
 
 
 def test_every_stage_left_its_output(trained: tuple[Path, Path, Path]) -> None:
@@ -294,13 +299,7 @@ def warm_started(
             "checkpoint_every": 2,
         },
     }
-    path = root / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    work, store = root / "work", root / "store"
-    assert (
-        spp(["train", "all", "--config", str(path), "--work", str(work), "--store", str(store)])
-        == 0
-    )
+    work, store, _ = _train(recipe, root)
     return work, store, first_store
 
 
