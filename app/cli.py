@@ -229,6 +229,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             device=args.device,
             precision=args.precision,
             record=args.record,
+            record_as=args.record_as,
             size=args.classify_size,
             views=args.views,
             workers=args.workers,
@@ -247,6 +248,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         record=args.record,
+        record_as=args.record_as,
         limit=args.limit,
         workers=args.workers,
     )
@@ -468,6 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
     precision_arg(p)
     p.add_argument(
         "--record", action="store_true", help="write the metrics into the model's manifest"
+    )
+    p.add_argument(
+        "--record-as",
+        metavar="NAME",
+        help="with --record: the metrics' key prefix instead of the split (e.g. real-test, "
+        "for a second dataset whose split is also called test)",
     )
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--workers", type=int, default=2, help="selective-search processes")

@@ -68,11 +68,13 @@ def evaluate(
     device: str | None = None,
     precision: Precision = "float32",
     record: bool = False,
+    record_as: str | None = None,
     limit: int | None = None,
     workers: int = 2,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate a model or a detections file on ``voc_root``/``split``; returns the report."""
+    """Evaluate a model or a detections file on ``voc_root``/``split``; returns the report.
+    ``record`` stores the summary in the manifest under ``<record_as or split>_<scales>``."""
     dataset = VocDataset(voc_root, split)
     if limit is not None:
         dataset.ids = dataset.ids[:limit]
@@ -132,7 +134,8 @@ def evaluate(
     report["summary"] = summary
     write_report(out_dir / "report.json", report)
     if record and model_name is not None:
-        key = f"{split}_{scales}" + ("" if precision == "float32" else f"_{precision}")
+        key = f"{record_as or split}_{scales}"
+        key += "" if precision == "float32" else f"_{precision}"
         _record_metrics(store / model_name, key, {**summary, "command": settings["command"]})
     return report
 
@@ -147,13 +150,15 @@ def evaluate_classification(
     device: str | None = None,
     precision: Precision = "float32",
     record: bool = False,
+    record_as: str | None = None,
     size: int | None = None,
     views: ViewMode = "full",
     workers: int = 2,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Top-1 whole-image accuracy on the split's single-object images; returns the report.
-    ``size`` overrides the model's ``classify_size`` (the report's settings say which ran)."""
+    ``size`` overrides the model's ``classify_size`` (the report's settings say which ran);
+    ``record`` keys the manifest's entry by ``record_as`` (default: the split)."""
     dataset = VocDataset(voc_root, split)
     detector = Detector(load_model(store, model_name), device, precision)
     proposals = None
@@ -179,7 +184,7 @@ def evaluate_classification(
     report = {"summary": {**result, "command": command}, "settings": settings}
     write_report(out_dir / "classification.json", report)
     if record:
-        key = f"{split}_classify" + ("" if size is None else f"_{size}")
+        key = f"{record_as or split}_classify" + ("" if size is None else f"_{size}")
         key += "" if views == "full" else f"_{views}_views"
         key += "" if precision == "float32" else f"_{precision}"
         _record_metrics(store / model_name, key, report["summary"])

@@ -198,6 +198,23 @@ def test_evaluate_a_stored_model_records_its_metrics(tmp_path: Path, store: Path
     assert (store / "tiny" / "weights.safetensors").read_bytes() == weights
 
 
+def test_record_as_names_a_second_dataset_whose_split_has_the_same_name(
+    tmp_path: Path, store: Path
+) -> None:
+    root = _write_dataset(tmp_path / "voc")
+    common: dict[str, Any] = {"voc_root": root, "split": "val", "store": store, "device": "cpu"}
+    common |= {"record": True, "workers": 1, "progress": False}
+    evaluate(model_name="tiny", detections_file=None, scales="single", out_dir=tmp_path / "a",
+             **common)  # fmt: skip
+    evaluate(model_name="tiny", detections_file=None, scales="single", out_dir=tmp_path / "b",
+             record_as="real-val", **common)  # fmt: skip
+    evaluate_classification(model_name="tiny", out_dir=tmp_path / "c", record_as="real-val",
+                            **common)  # fmt: skip
+    metrics = read_manifest(store / "tiny").metrics
+    assert {"val_single", "real-val_single", "real-val_classify"} <= set(metrics)
+    assert metrics["val_single"]["map"] == metrics["real-val_single"]["map"]
+
+
 @pytest.mark.parametrize(
     ("size", "views", "key"),
     [
