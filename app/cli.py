@@ -468,15 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/eval", help="directory for report.json and PR plots")
     p.add_argument("--device", default=None)
     precision_arg(p)
-    p.add_argument(
-        "--record", action="store_true", help="write the metrics into the model's manifest"
-    )
-    p.add_argument(
-        "--record-as",
-        metavar="NAME",
-        help="with --record: the metrics' key prefix instead of the split (e.g. real-test, "
-        "for a second dataset whose split is also called test)",
-    )
+    record_args(p)
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--workers", type=int, default=2, help="selective-search processes")
     p.add_argument(
@@ -489,6 +481,18 @@ def build_parser() -> argparse.ArgumentParser:
     views_arg(p)
     p.set_defaults(func=cmd_eval)
     return parser
+
+
+def record_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--record", action="store_true", help="write the metrics into the model's manifest"
+    )
+    p.add_argument(
+        "--record-as",
+        metavar="NAME",
+        help="with --record: the metrics' key prefix instead of the split (e.g. real-test, "
+        "for a second dataset whose split is also called test)",
+    )
 
 
 def precision_arg(p: argparse.ArgumentParser) -> None:

@@ -73,8 +73,7 @@ def evaluate(
     workers: int = 2,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate a model or a detections file on ``voc_root``/``split``; returns the report.
-    ``record`` stores the summary in the manifest under ``<record_as or split>_<scales>``."""
+    """Evaluate on ``voc_root``/``split``; ``record``: as ``<record_as or split>_<scales>``."""
     dataset = VocDataset(voc_root, split)
     if limit is not None:
         dataset.ids = dataset.ids[:limit]
@@ -134,8 +133,7 @@ def evaluate(
     report["summary"] = summary
     write_report(out_dir / "report.json", report)
     if record and model_name is not None:
-        key = f"{record_as or split}_{scales}"
-        key += "" if precision == "float32" else f"_{precision}"
+        key = f"{record_as or split}_{scales}" + ("" if precision == "float32" else f"_{precision}")
         _record_metrics(store / model_name, key, {**summary, "command": settings["command"]})
     return report
 
