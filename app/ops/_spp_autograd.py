@@ -13,8 +13,8 @@ accumulate).
   NaN, and the gradient goes to the bin's first NaN cell.
 * The forward values are the same bits as ``roi_spp``'s no-grad output.
 
-Off the CPU, or without numba, :func:`roi_spp_autograd` differentiates through the plain torch
-path (``_spp_torch``) instead.
+:func:`app.ops.spp.roi_spp` uses it for CPU maps that need gradients when numba is there;
+elsewhere it differentiates through the plain torch path (``_spp_torch``).
 """
 
 from __future__ import annotations
@@ -27,14 +27,15 @@ from torch.autograd.function import once_differentiable
 
 from app.ops._spp_layout import PyramidLayout
 
-__all__ = ["RoISppFunction", "roi_spp_autograd"]
+__all__ = ["RoISppFunction"]
 
 
 class RoISppFunction(torch.autograd.Function):
     """``roi_spp`` on CPU maps, differentiable with respect to ``features`` (argmax backward).
 
-    ``RoISppFunction.apply(features, regions, layout)`` with validated arguments (see
-    :func:`roi_spp_autograd`) returns Tensor[K, C * layout.total_bins].
+    ``RoISppFunction.apply(features, regions, layout)`` with arguments validated as
+    :func:`app.ops.spp.roi_spp` does (K >= 1, regions on the features' device) returns
+    Tensor[K, C * layout.total_bins].
     """
 
     @staticmethod
@@ -57,27 +58,3 @@ class RoISppFunction(torch.autograd.Function):
         regions, argmax = ctx.saved_tensors
         grad = scatter_grad_cpu(grad_output, regions, argmax, ctx.layout, ctx.feature_shape)
         return grad, None, None
-
-
-def roi_spp_autograd(features: Tensor, regions: Tensor, layout: PyramidLayout) -> Tensor:
-    """Differentiable ``roi_spp``: :class:`RoISppFunction` on the CPU with numba, else autograd
-    through the plain torch path.
-
-    Args:
-        features (Tensor[B, C, H, W]): validated maps, any floating dtype.
-        regions (LongTensor[K, 5]): validated ``(batch_idx, left, top, right, bottom)`` on the
-            features' device, K >= 1.
-        layout: the pyramid (``pyramid_layout(levels)``).
-
-    Returns:
-        Tensor[K, C * layout.total_bins] of ``features.dtype``, attached to autograd.
-    """
-    if features.device.type == "cpu":
-        from app.ops import _spp_cpu
-
-        if _spp_cpu.available():
-            result: Tensor = RoISppFunction.apply(features, regions, layout)
-            return result
-    from app.ops._spp_torch import roi_spp_torch
-
-    return roi_spp_torch(features, regions, layout)

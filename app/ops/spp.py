@@ -302,9 +302,10 @@ def roi_spp(
         from app.ops import _spp_cpu
 
         if needs_grad and _spp_cpu.available():  # out is None: _check_out refuses it with grad
-            from app.ops._spp_autograd import roi_spp_autograd
+            from app.ops._spp_autograd import RoISppFunction
 
-            return roi_spp_autograd(features, regions, layout)
+            pooled_grad: Tensor = RoISppFunction.apply(features, regions, layout)
+            return pooled_grad
         if not needs_grad and _spp_cpu.available():
             pooled = _spp_cpu.roi_spp_cpu(features, regions, layout, out)
             if pooled is not None:  # None: the maps hold NaN, which must propagate like amax
