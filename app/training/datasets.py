@@ -2,7 +2,8 @@
 
 Stage 1 trains on the train split plus ``data.pretrain_extra`` generated images; stages 3-5
 on the train split plus the first ``data.detect_extra`` of those extra images; calibration on
-the val split. Every generated image uses the recipe's ``data.knobs``. Proposals are cached
+the val split. The generated train and val splits use the recipe's ``data.knobs``, the extra
+images ``data.extra_knobs`` (the same unless set). Proposals are cached
 under ``<work>/proposals`` (``extra/`` for the extra images, whose ids repeat the train
 split's).
 """
@@ -78,7 +79,7 @@ def pretrain_extra_datasets(
             progress=progress,
             workers=config.workers,
             overwrite=True,
-            knobs=data.knobs,
+            knobs=data.knobs_of_extra,
         )
     return [VocDataset(root, "train")]
 

@@ -79,8 +79,12 @@ class DataConfig(BaseModel):
     """Realism knobs of the generated images (kind shapes): a preset name (``v1``,
     ``realistic``) or a mapping of knobs (app/data/shapes/knobs.py); the JSON form leaves them
     out at their defaults, so recipes without knobs keep the JSON form they had."""
+    extra_knobs: GeneratorKnobs | None = None
+    """Realism knobs of the extra images (``pretrain_extra``, and so ``detect_extra``); None:
+    the same as ``knobs``. Lets a recipe train on a mix, e.g. realistic train and val splits
+    with the v1 images as the extra ones."""
 
-    @field_validator("knobs", mode="before")
+    @field_validator("knobs", "extra_knobs", mode="before")
     @classmethod
     def _preset_by_name(cls, value: Any) -> Any:
         """A preset name stands for its knobs."""
@@ -88,7 +92,12 @@ class DataConfig(BaseModel):
 
     @model_serializer(mode="wrap")
     def _omit_default_knobs(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return _omit_at_default(self, handler(self), ("knobs",))
+        return _omit_at_default(self, handler(self), ("knobs", "extra_knobs"))
+
+    @property
+    def knobs_of_extra(self) -> GeneratorKnobs:
+        """The knobs the extra images are generated with."""
+        return self.knobs if self.extra_knobs is None else self.extra_knobs
 
 
 class PretrainConfig(BaseModel):

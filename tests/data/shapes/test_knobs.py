@@ -29,7 +29,7 @@ from app.data.shapes import (
 )
 from app.data.shapes.backgrounds import random_background
 from app.data.shapes.compositor import ShapeLayer
-from app.data.shapes.dataset import _low_contrast_colour, place_shapes
+from app.data.shapes.dataset import _low_contrast_colour, encode_jpeg, place_shapes
 from app.training.datasets import prepare_data, pretrain_extra_datasets
 from app.training.recipe import DataConfig, TrainConfig
 from app.training.workdir import WorkDir
@@ -319,6 +319,7 @@ def test_recipe_data_accepts_knobs_a_preset_or_a_mapping() -> None:
 def test_recipe_json_form_keeps_knobs_only_when_set() -> None:
     plain = TrainConfig(name="x", version="1")
     assert "knobs" not in plain.to_json()["data"]  # recipes without knobs: JSON form unchanged
+    assert "extra_knobs" not in plain.to_json()["data"]
     real = TrainConfig.model_validate({"name": "x", "version": "1", "data": {"knobs": "realistic"}})
     assert real.to_json()["data"]["knobs"] == REALISTIC.model_dump(mode="json")
     assert TrainConfig.model_validate(json.loads(json.dumps(real.to_json()))) == real
@@ -340,3 +341,32 @@ def test_training_data_is_generated_with_the_recipe_knobs(tmp_path: Path) -> Non
     (extra,) = pretrain_extra_datasets(config, work, progress=False)
     extra_summary = json.loads((work.pretrain_data / "shapes.json").read_text())
     assert extra_summary["knobs"] == summary["knobs"] and len(extra.ids) == 1
+
+
+def test_extra_images_may_use_their_own_knobs(tmp_path: Path) -> None:
+    config = TrainConfig.model_validate(
+        {
+            "name": "x",
+            "version": "1",
+            "workers": 1,
+            "data": {
+                "train": 1,
+                "val": 1,
+                "pretrain_extra": 2,
+                "knobs": "realistic",
+                "extra_knobs": "v1",
+            },
+        }
+    )
+    assert config.data.knobs_of_extra == GeneratorKnobs()
+    assert config.to_json()["data"]["extra_knobs"] == GeneratorKnobs().model_dump(mode="json")
+    assert TrainConfig.model_validate(json.loads(json.dumps(config.to_json()))) == config
+    work = WorkDir(tmp_path)
+    assert prepare_data(config, work, progress=False)["knobs"] == REALISTIC.model_dump(mode="json")
+    (extra,) = pretrain_extra_datasets(config, work, progress=False)
+    extra_summary = json.loads((work.pretrain_data / "shapes.json").read_text())
+    assert extra_summary["knobs"] == GeneratorKnobs().model_dump(mode="json")
+    # the extra images are the v1 recipe's own extra images (seed + 1000, v1 knobs)
+    reference = render_sample(config.data.seed + 1000, "train", 1)
+    jpeg = encode_jpeg(reference.image_bgr, reference.jpeg_quality)
+    assert extra.image_path(extra.ids[1]).read_bytes() == jpeg
