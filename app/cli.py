@@ -256,6 +256,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``spp compare``: is B better than A beyond noise (paired bootstrap over images)?"""
+    from app.data.voc import VocDataset
+    from app.evaluation.bootstrap import paired_bootstrap
+    from app.evaluation.voc_ap import load_detections_json
+
+    dataset = VocDataset(Path(args.voc_root), args.split)
+    comparison = paired_bootstrap(
+        load_detections_json(Path(args.a)),
+        load_detections_json(Path(args.b)),
+        dataset.annotations(),
+        dataset.classes,
+        resamples=args.resamples,
+        seed=args.seed,
+    )
+    sys.stdout.write(json.dumps(comparison.to_dict(), indent=2) + "\n")
+    return 0
+
+
 def cmd_import_release(args: argparse.Namespace) -> int:
     """``spp import spp-net-release``: the SPP_net release's detector into the store."""
     from app.model.release import ReleaseFormatError, import_spp_net_release
@@ -480,7 +499,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     views_arg(p)
     p.set_defaults(func=cmd_eval)
+    add_compare_parser(sub)
     return parser
+
+
+def add_compare_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``spp compare A B``: two detectors on one split, by a paired bootstrap over images."""
+    p = sub.add_parser(
+        "compare",
+        help="mAP difference B - A on one split with its bootstrap spread (is B better "
+        "beyond noise?)",
+    )
+    p.add_argument(
+        "a", help="detections JSON of A (`spp eval --out DIR` writes DIR/detections.json)"
+    )
+    p.add_argument("b", help="detections JSON of B, on the same images")
+    p.add_argument("--voc-root", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--resamples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_compare)
 
 
 def record_args(p: argparse.ArgumentParser) -> None:

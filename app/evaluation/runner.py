@@ -1,7 +1,8 @@
 """``spp eval``: run a model (or read a detections file) over a VOC split and score it.
 
 Writes ``<out>/report.json`` (per-class AP, mAP, the kinds of the top-ranked false positives,
-proposal recall at IoU 0.5 and 0.7, settings) and precision-recall plots; with ``record`` the
+proposal recall at IoU 0.5 and 0.7, settings), precision-recall plots and, when it ran a model,
+``<out>/detections.json`` (what ``spp compare`` reads); with ``record`` the
 summary is also stored in the model's manifest under ``metrics`` (the weights, and so their
 checksum, are untouched).
 """
@@ -30,6 +31,9 @@ from app.inference.detector import DetectOptions, Detector, Precision, ScaleMode
 from app.model.store import MANIFEST_FILE, load_model, read_manifest
 
 log = logging.getLogger(__name__)
+
+#: The detections ``evaluate`` writes beside its report when it ran a model.
+DETECTIONS_FILE = "detections.json"
 
 
 def detect_split(
@@ -116,26 +120,33 @@ def evaluate(
         )
     result = evaluate_detections(detections, annotations, classes)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if detections_file is None:  # `spp compare` reads it
+        (out_dir / DETECTIONS_FILE).write_text(json.dumps(detections))
     plot = plot_precision_recall(result, out_dir / "precision_recall.png")
     report = build_report(
         result, recall=recall, settings=settings, plots={"precision_recall": plot.name}
     )
-    summary = {
-        "map": report["detection"]["map"],
-        "ap": report["detection"]["ap"],
-        "proposal_recall": report["proposal_recall"]["recall"] if recall else None,
-        "images": len(dataset.ids),
-        "scales": scales if detections_file is None else None,
-    }
     report["detection"]["false_positives"] = false_positive_breakdown(
         result, detections, annotations
     )
-    report["summary"] = summary
+    report["summary"] = summary = _summary(report, scales if detections_file is None else None)
     write_report(out_dir / "report.json", report)
     if record and model_name is not None:
         key = f"{record_as or split}_{scales}" + ("" if precision == "float32" else f"_{precision}")
         _record_metrics(store / model_name, key, {**summary, "command": settings["command"]})
     return report
+
+
+def _summary(report: dict[str, Any], scales: ScaleMode | None) -> dict[str, Any]:
+    """The figures ``spp eval`` prints and ``--record`` keeps."""
+    recall = report["proposal_recall"]
+    return {
+        "map": report["detection"]["map"],
+        "ap": report["detection"]["ap"],
+        "proposal_recall": recall["recall"] if recall else None,
+        "images": report["settings"]["images"],
+        "scales": scales,
+    }
 
 
 def evaluate_classification(

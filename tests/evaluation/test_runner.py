@@ -10,8 +10,16 @@ import cv2
 import numpy as np
 import pytest
 
-from app.data.voc import VocAnnotation, format_classes, format_image_set, format_voc_xml
+from app.cli import main
+from app.data.voc import (
+    VocAnnotation,
+    VocDataset,
+    format_classes,
+    format_image_set,
+    format_voc_xml,
+)
 from app.evaluation.runner import detect_split, evaluate, evaluate_classification
+from app.evaluation.voc_ap import evaluate_detections
 from app.inference.detector import Detection, DetectionResult, DetectOptions
 from app.model.config import DetectionConfig, ProposalConfig
 from app.model.store import build_random_model, read_manifest, save_model
@@ -94,6 +102,22 @@ def test_evaluate_scores_a_detections_file_by_hand(tmp_path: Path) -> None:
     assert (tmp_path / "out" / report["plots"]["precision_recall"]).is_file()
     assert report["settings"]["detections_file"] == str(tmp_path / "detections.json")
     assert report["detection"]["false_positives"]  # the breakdown is part of the report
+
+
+def test_spp_compare_prints_the_paired_bootstrap(tmp_path: Path, capsys: Any) -> None:
+    root = _write_dataset(tmp_path / "voc")
+    found = [_detection("a", "circle", 0.9, (10, 10, 29, 29)),
+             _detection("b", "square", 0.8, (20, 20, 39, 39))]  # fmt: skip
+    noisy = [*found, _detection("c", "square", 0.95, (40, 30, 60, 45))]  # an FP ranked first
+    for name, detections in (("a", noisy), ("b", found)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(detections))
+    argv = ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--voc-root",
+            str(root), "--split", "val", "--resamples", "40", "--seed", "1"]  # fmt: skip
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    single = evaluate_detections(noisy, VocDataset(root, "val")).map
+    assert printed["map_a"] == pytest.approx(single, abs=1e-5)
+    assert printed["difference"] > 0 and printed["low"] >= 0 and printed["resamples"] == 40
 
 
 def test_limit_keeps_the_first_images(tmp_path: Path) -> None:
@@ -196,6 +220,11 @@ def test_evaluate_a_stored_model_records_its_metrics(tmp_path: Path, store: Path
     recorded = read_manifest(store / "tiny").metrics["val_single"]
     assert recorded == {**summary, "command": report["settings"]["command"]}
     assert (store / "tiny" / "weights.safetensors").read_bytes() == weights
+    # the detections it scored are kept: scoring them again gives the same report
+    again = evaluate(voc_root=root, split="val", store=store, model_name=None,
+                     detections_file=tmp_path / "out" / "detections.json", scales="single",
+                     out_dir=tmp_path / "again", progress=False)  # fmt: skip
+    assert again["detection"] == report["detection"]
 
 
 def test_record_as_names_a_second_dataset_whose_split_has_the_same_name(
