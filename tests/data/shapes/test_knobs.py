@@ -29,7 +29,7 @@ from app.data.shapes import (
 )
 from app.data.shapes.backgrounds import random_background
 from app.data.shapes.compositor import ShapeLayer
-from app.data.shapes.dataset import _low_contrast_colour, encode_jpeg, place_shapes
+from app.data.shapes.dataset import _low_contrast_colour, place_shapes
 from app.training.datasets import prepare_data, pretrain_extra_datasets
 from app.training.recipe import DataConfig, TrainConfig
 from app.training.workdir import WorkDir
