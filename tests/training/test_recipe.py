@@ -141,3 +141,11 @@ def test_the_v2_recipe_loads() -> None:
     config = load_recipe(SHIPPED.parent / "zf5-shapes-v2.yaml")
     assert config.conv_finetune.iterations > 0 and config.data.knobs.background_split
     assert config.pretrain.init_from is not None and config.pretrain.total_epochs == 0
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_recipe_in_the_configs_folder_loads(path: Path) -> None:
+    config = load_recipe(path)
+    assert config.name == "zf5-shapes"
+    if config.data.extra_knobs is not None:  # the mixed v2 trials: realistic splits, v1 extras
+        assert config.data.knobs.background_split and config.data.knobs_of_extra.is_default
