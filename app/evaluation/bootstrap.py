@@ -52,8 +52,7 @@ def detection_outcomes(
 ) -> dict[str, ClassOutcomes]:
     """Each class's matched detections (the VOC 2007 matcher once), by image index in
     ``annotations``' order."""
-    ids = list(annotations)
-    index = {image_id: k for k, image_id in enumerate(ids)}
+    index = {image_id: k for k, image_id in enumerate(annotations)}
     result = evaluate_detections(detections, annotations, classes)
     outcomes = {}
     for label, cls in result.per_class.items():
