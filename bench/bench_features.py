@@ -3,7 +3,7 @@
 
 * SPP path: ``Detector.pooled_windows``: resize, conv5 once per scale some window chose,
   ``project_windows`` + ``roi_spp``. One scale (688) and five (480 .. 1200, each window picks
-  the scale that makes it closest to 224 x 224, SPEC section 4).
+  the scale that makes it closest to 224 x 224, docs/model.md §4).
 * R-CNN path: ``app.inference.rcnn.rcnn_window_features``: each window cropped, warped to 224 x 224,
   conv1..conv5, full-map pyramid pooling. It has no scales (every window is warped to 224), so
   one measurement serves both rows. It runs on a stated, evenly spaced sample of the windows and

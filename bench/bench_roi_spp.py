@@ -9,7 +9,7 @@ scale 688) and the same windows, at 500, 2000 and 8000 windows, with 2 torch thr
   whose first-touch page faults are part of the time);
 * ``roi_pool x 4``: ``torchvision.ops.roi_pool`` called once per level on the same integer
   cells (``spatial_scale=1``), each ``[K, C, n, n]`` output flattened and concatenated, which
-  is exactly the SPEC section 2 layout; the script checks all outputs are equal, so the
+  is exactly the docs/model.md §2 layout; the script checks all outputs are equal, so the
   comparison is like for like;
 * ``torch fallback``: ``roi_spp``'s plain-torch path (used without numba, or for NaN maps);
 * ``reference``: ``roi_spp_reference`` run on a sample of the windows and extrapolated
@@ -96,7 +96,7 @@ def selective_search_like_boxes(count: int, rng: np.random.Generator) -> Tensor:
 
 
 def roi_pool_per_level(features: Tensor, regions: Tensor) -> Tensor:
-    """torchvision ``roi_pool`` once per level on integer cells, in the SPEC layout."""
+    """torchvision ``roi_pool`` once per level on integer cells, in the docs/model.md layout."""
     rois = regions.to(features.dtype)  # (batch_idx, x1, y1, x2, y2) = (b, left, top, right, bottom)
     pooled = [roi_pool(features, rois, (n, n), spatial_scale=1.0) for n in DEFAULT_LEVELS]
     return torch.cat([p.flatten(1) for p in pooled], dim=1)  # [K, C*n*n] per level
@@ -239,9 +239,9 @@ def render(
         " (sqrt(area) log-uniform in [12, 917] px, aspect log-uniform in [1/3, 3]),"
         f" {THREADS} torch threads{load_note}. All outputs checked bit-identical"
         " (roi_pool per level on the same integer cells with spatial_scale=1 gives exactly the"
-        " SPEC layout once each level is flattened). `out=`: roi_spp writes into a buffer the"
-        " caller reuses; `new`: roi_spp allocates its output (100 MiB at 2000 windows) on every"
-        " call.",
+        " docs/model.md §2 layout once each level is flattened). `out=`: roi_spp writes into a"
+        " buffer the caller reuses; `new`: roi_spp allocates its output (100 MiB at 2000 windows)"
+        " on every call.",
         "",
         f"Ratios, roi_pool x4 / roi_spp, per interleaved round (median [min - max] over the"
         f" rounds; the bar is {RATIO_BAR:.0f}x):",

@@ -1,4 +1,4 @@
-"""Region proposals: OpenCV's selective search in "fast" mode (SPEC section 5), run as the
+"""Region proposals: OpenCV's selective search in "fast" mode (docs/model.md §5), run as the
 exact, reproducible parallel jobs of :mod:`app.data.selective_search`.
 
 :func:`propose` in order:

@@ -1,4 +1,4 @@
-"""Pascal VOC 2007 detection metric: 11-point interpolated average precision (SPEC section 8).
+"""Pascal VOC 2007 detection metric: 11-point interpolated average precision (docs/model.md §8).
 
 Rules, per class:
 

@@ -1,7 +1,7 @@
 """Whole-image class probabilities, three ways: full image, multi-view, by detection.
 
 - :func:`full_image_probabilities`: the image resized so its shorter side is ``classify_size``
-  and pooled whole, one view (the paper's full-image SPP, SPEC section 6);
+  and pooled whole, one view (the paper's full-image SPP, docs/model.md §6);
 - :func:`multi_view_probabilities`: the paper's multi-view test on feature maps (section
   3.1.2), nine views per scale pooled from conv5, each class scored by its best view;
 - :func:`detection_probabilities` (not in the paper): each class scored by its most confident

@@ -1,6 +1,6 @@
 """Detection and classification with a loaded SPP-net, for a batch of images.
 
-``Detector.detect`` follows SPEC sections 4 and 6 for a whole batch of images at once:
+``Detector.detect`` follows docs/model.md §§4 and 6 for a whole batch of images at once:
 
 1. per image, each window picks its scale (single mode: all at 688);
 2. per image and per scale that at least one window chose: resize, conv5 once

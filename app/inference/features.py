@@ -1,12 +1,12 @@
 """Window features: conv5 once per image and used scale, then pyramid pooling per window.
 
-SPEC sections 3 and 4: each window picks the scale at which its size is closest to 224 x 224
+docs/model.md §§3 and 4: each window picks the scale at which its size is closest to 224 x 224
 (single mode: the one scale); per scale that at least one window chose, the image is resized
 and conv1..conv5 run once; each window is projected onto that conv5 map and pooled with the
 spatial pyramid. The same code serves detection, multi-view classification and training.
 How a window picks its scale, moves into the resized image and becomes conv5 cells is the
-manifest's :class:`~app.model.config.WindowConfig` (SPEC's rules by default, the SPP_net
-release's for an imported release).
+manifest's :class:`~app.model.config.WindowConfig` (docs/model.md's rules by default, the
+SPP_net release's for an imported release).
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def pooled_windows(
     conv5_fn: Conv5Fn | None = None,
     timings: dict[str, float] | None = None,
 ) -> tuple[Tensor, list[int]]:
-    """Pyramid-pooled conv5 vectors of ``boxes``, each at the scale it chose (SPEC 3, 4).
+    """Pyramid-pooled conv5 vectors of ``boxes``, each at the scale it chose (docs/model.md §§3, 4).
 
     Args:
         image (ndarray[H, W, 3] uint8): RGB image.

@@ -1,4 +1,4 @@
-"""Network outputs of one image's windows -> its detections (SPEC section 6, last step).
+"""Network outputs of one image's windows -> its detections (docs/model.md §6, last step).
 
 A pure function of tensors and numbers: no model, no device choice, no timing. Per class,
 windows scoring at least ``min_score`` (all, without one) have their box regressed and clipped

@@ -2,7 +2,7 @@
 
 Every class here is a frozen pydantic dataclass that rejects unknown keys, so a manifest
 written by a newer (or tampered) build fails loudly instead of being half-understood.
-Field comments say what each hyper-parameter means and where it comes from in SPEC.md.
+Field comments say what each hyper-parameter means and where it comes from in docs/model.md.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from pydantic.dataclasses import dataclass
 
 _STRICT = ConfigDict(extra="forbid")
 
-#: ZF-5 conv widths at width multiplier 1.0 (SPEC section 1): conv1 .. conv5.
+#: ZF-5 conv widths at width multiplier 1.0 (docs/model.md §1): conv1 .. conv5.
 ZF5_CHANNELS: tuple[int, int, int, int, int] = (96, 256, 384, 384, 256)
 
-#: The paper's five test scales (SPEC section 4) and its single-scale choice.
+#: The paper's five test scales (docs/model.md §4) and its single-scale choice.
 PAPER_SCALES: tuple[int, ...] = (480, 576, 688, 864, 1200)
 PAPER_SINGLE_SCALE = 688
-#: ZF-5 conv kernels, conv1 .. conv5 (SPEC section 1); a pad of kernel // 2 is SPEC's.
+#: ZF-5 conv kernels, conv1 .. conv5 (docs/model.md §1); a pad of kernel // 2 is docs/model.md's.
 ZF5_KERNELS: tuple[int, int, int, int, int] = (7, 5, 3, 3, 3)
 
 PixelExtent = Literal["exclusive", "inclusive"]
@@ -28,7 +28,7 @@ PixelExtent = Literal["exclusive", "inclusive"]
 
 @dataclass(frozen=True, config=_STRICT)
 class ModelConfig:
-    """Architecture of the ZF-5 SPP-net (SPEC sections 1, 2 and 6)."""
+    """Architecture of the ZF-5 SPP-net (docs/model.md §§1, 2 and 6)."""
 
     num_classes: int = Field(ge=1)
     """K, the number of object classes (background is not counted)."""
@@ -43,21 +43,22 @@ class ModelConfig:
     fc7_dim: int | None = Field(default=None, ge=1)
     """Width of fc7 when it differs from fc6's (an imported network); ``None``: ``fc_dim``."""
     levels: tuple[int, ...] = (1, 2, 3, 6)
-    """Pyramid levels (bins per side), concatenated in this order (SPEC section 2)."""
+    """Pyramid levels (bins per side), concatenated in this order (docs/model.md §2)."""
     dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
     """Dropout after fc6 and fc7, training only."""
     lrn_size: int = 3
-    """Window of the within-channel LRN (SPEC section 1)."""
+    """Window of the within-channel LRN (docs/model.md §1)."""
     lrn_alpha: float = 5e-5
     lrn_beta: float = 0.75
     channels: tuple[int, int, int, int, int] | None = None
     """Output channels of conv1..conv5 given outright (an imported network); ``None``: ZF-5's
-    widths times ``width`` (SPEC section 1)."""
+    widths times ``width`` (docs/model.md §1)."""
     conv_pads: tuple[int, int, int, int, int] = (3, 2, 1, 1, 1)
-    """Zero padding of conv1..conv5 (kernels 7, 5, 3, 3, 3); SPEC's is kernel // 2 so that conv5
-    cell j is centred on pixel 16 j; the SPP_net release's Caffe trunk has (1, 0, 1, 1, 1)."""
+    """Zero padding of conv1..conv5 (kernels 7, 5, 3, 3, 3); docs/model.md §1 has kernel // 2,
+    so that conv5 cell j is centred on pixel 16 j; the SPP_net release's Caffe trunk has
+    (1, 0, 1, 1, 1)."""
     pool_pad: int = Field(default=1, ge=0, le=1)
-    """Padding of the two 3 x 3 / 2 max pools after conv1 and conv2 (SPEC: 1; Caffe's: 0)."""
+    """Padding of the 3 x 3 / 2 max pools after conv1 and conv2 (docs/model.md §1: 1; Caffe: 0)."""
     pool_ceil_mode: bool = False
     """Whether those pools round their output size up (Caffe's rule, ``ceil((a - 3) / 2) + 1``
     without padding) instead of down."""
@@ -116,7 +117,7 @@ class ModelConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class PreprocessConfig:
-    """How an RGB image becomes the network input (SPEC section 1)."""
+    """How an RGB image becomes the network input (docs/model.md §1)."""
 
     channel_order: Literal["BGR", "RGB"] = "BGR"
     """Channel order the conv1 weights expect."""
@@ -134,12 +135,12 @@ class PreprocessConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class DetectionConfig:
-    """Test-time detection settings (SPEC sections 4 and 6)."""
+    """Test-time detection settings (docs/model.md §§4 and 6)."""
 
     single_scale: int = PAPER_SINGLE_SCALE
     """Shorter side used in single-scale mode."""
     multi_scales: tuple[int, ...] = PAPER_SCALES
-    """Scale set of multi-scale mode; each window picks one (SPEC section 4)."""
+    """Scale set of multi-scale mode; each window picks one (docs/model.md §4)."""
     max_long_side: int = Field(default=2000, ge=64)
     """Cap on the resized longer side, protecting memory; the effective scale is reported."""
     nms_iou: float = Field(default=0.3, gt=0.0, le=1.0)
@@ -161,11 +162,11 @@ class DetectionConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class WindowConfig:
-    """How a window becomes conv5 cells: scale choice, scaling to the map, projection (SPEC
+    """How a window becomes conv5 cells: scale choice, scaling to the map, projection (docs/model.md
     sections 3 and 4). Windows are ``[x1, y1, x2, y2]`` in the image's 0-based pixel frame."""
 
     scale_choice: Literal["area", "expected_scale"] = "area"
-    """``area`` (SPEC 4): the scale at which the window's area is closest to
+    """``area`` (docs/model.md §4): the scale at which the window's area is closest to
     ``target_side ** 2``, a tie going to the smaller scale. ``expected_scale`` (the release's
     ``spm_expected_scale.m``): ``e = round(target_side * min_side / sqrt(area))``, halves up,
     and the scale closest to ``e``, a tie going to the first listed."""
@@ -200,7 +201,7 @@ class WindowConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class ProposalConfig:
-    """Selective search settings (SPEC section 5)."""
+    """Selective search settings (docs/model.md §5)."""
 
     max_side: int = Field(default=500, ge=0)
     """Longest side selective search runs at (0 = full size); boxes are mapped back."""

@@ -1,4 +1,4 @@
-"""Heads on top of the pooled conv5 vector (SPEC section 6).
+"""Heads on top of the pooled conv5 vector (docs/model.md §6).
 
 * :class:`FcHead` - fc6 + ReLU + dropout, fc7 + ReLU + dropout.
 * :class:`SvmScorer` - one linear SVM per class on scaled fc7 features.
@@ -34,7 +34,7 @@ class FcHead(nn.Module):
 class SvmScorer(nn.Module):
     """Per-class linear SVMs: ``scores = (features * feature_scale) @ weight.T + bias``.
 
-    ``feature_scale`` is 20 / (mean L2 norm of training fc7 features) (SPEC section 6).
+    ``feature_scale`` is 20 / (mean L2 norm of training fc7 features) (docs/model.md §6).
     Input ``Tensor[N, F]``, output ``Tensor[N, K]`` raw SVM scores.
     """
 
@@ -51,7 +51,7 @@ class SvmScorer(nn.Module):
 
 
 class BoxRegressor(nn.Module):
-    """Per-class linear box regressors from the scaled pooled vector (SPEC section 6).
+    """Per-class linear box regressors from the scaled pooled vector (docs/model.md §6).
 
     Input ``Tensor[N, D]``, output ``Tensor[N, K, 4]`` deltas ``(tx, ty, tw, th)``.
     """

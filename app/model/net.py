@@ -11,7 +11,7 @@ from app.ops.spp import spatial_pyramid_pool
 
 
 class SppNet(nn.Module):
-    """ZF-5 SPP-net with both heads of SPEC section 6.
+    """ZF-5 SPP-net with both heads of docs/model.md §6.
 
     * ``trunk``: conv1..conv5 (frozen after classification pre-training).
     * ``cls_head`` + ``cls_fc8``: classification (full-image SPP, softmax over K classes, or

@@ -1,4 +1,4 @@
-"""Image -> network input: resizing to a scale (SPEC section 4) and pixel normalisation."""
+"""Image -> network input: resizing to a scale (docs/model.md §4) and pixel normalisation."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def image_to_tensor(
     image: np.ndarray, preprocess: PreprocessConfig, device: torch.device
 ) -> Tensor:
     """RGB uint8 ``[H, W, 3]`` -> ``Tensor[1, 3, H, W]`` float32 in the manifest's channel order,
-    mean subtracted, no scaling (SPEC section 1)."""
+    mean subtracted, no scaling (docs/model.md §1)."""
     x = torch.from_numpy(np.ascontiguousarray(image)).to(device)
     x = x.permute(2, 0, 1).float()  # [3, H, W], RGB
     if preprocess.channel_order == "BGR":

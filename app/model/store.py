@@ -61,7 +61,7 @@ class Manifest(BaseModel):
     preprocess: PreprocessConfig = PreprocessConfig()
     detection: DetectionConfig = DetectionConfig()
     windows: WindowConfig = WindowConfig()
-    """Scale choice, box scaling and projection of windows (SPEC's rules unless imported)."""
+    """Scale choice, box scaling and projection of windows (docs/model.md §§3-4 unless imported)."""
     proposals: ProposalConfig = ProposalConfig()
     weights_file: str = WEIGHTS_FILE
     weights_dtype: WeightsDtype = "float16"

@@ -1,4 +1,4 @@
-"""The ZF-5 convolutional trunk (SPEC section 1) and its within-channel LRN."""
+"""The ZF-5 convolutional trunk (docs/model.md §1) and its within-channel LRN."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from app.model.config import ModelConfig
 
-#: Total stride of conv5 with respect to the input image (SPEC section 1).
+#: Total stride of conv5 with respect to the input image (docs/model.md §1).
 CONV5_STRIDE = 16
 
 
@@ -46,7 +46,7 @@ class WithinChannelLRN(nn.Module):
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int, stride: int, pad: int) -> nn.Conv2d:
-    # SPEC pads floor(k/2) everywhere, so conv5 cell j is centred on image pixel 16 * j.
+    # docs/model.md pads floor(k/2) everywhere, so conv5 cell j is centred on image pixel 16 * j.
     return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=pad)
 
 
@@ -58,10 +58,11 @@ class ZF5Trunk(nn.Module):
     """conv1 .. conv5 of ZF-5 (with ReLU), total stride 16.
 
     Input ``Tensor[B, 3, H, W]`` (mean-subtracted, channel order of the manifest); output
-    ``Tensor[B, C5, H5, W5]``. With SPEC's geometry (``config.conv_pads`` (3, 2, 1, 1, 1), pools
-    padded by 1) ``H5 = ceil(H/16)`` for H a multiple of 16 (in general each stride-2 layer maps a
-    side a to floor((a - 1) / 2) + 1). With the SPP_net release's ((1, 0, 1, 1, 1), unpadded
-    ceil-mode pools) a 224 input gives 13: conv1 110, pool 55, conv2 26, pool 13.
+    ``Tensor[B, C5, H5, W5]``. With the geometry of docs/model.md §1 (``conv_pads``
+    (3, 2, 1, 1, 1), pools padded by 1) ``H5 = ceil(H/16)`` for H a multiple of 16 (in general
+    each stride-2 layer maps a side a to floor((a - 1) / 2) + 1). With the SPP_net release's
+    ((1, 0, 1, 1, 1), unpadded ceil-mode pools) a 224 input gives 13: conv1 110, pool 55,
+    conv2 26, pool 13.
     """
 
     def __init__(self, config: ModelConfig) -> None:

@@ -8,8 +8,8 @@ How it works:
   levels (1, 2, 3, 6)): each bin is a max over its cells, ``(h + 5) * (w + 5)`` cell reads at
   most for the whole level; the coarser levels are block maxima of those bins (``_spp_layout``);
 * the bins land in a per-thread ``[bins, C]`` scratch and are written once, transposed, into
-  the SPEC layout (channel-major inside each level), in the caller's ``out`` buffer when given
-  (nothing allocated per call) or a new output;
+  the docs/model.md §2 layout (channel-major inside each level), in the caller's ``out``
+  buffer when given (nothing allocated per call) or a new output;
 * windows are split into chunks run in parallel (``prange``) on ``torch.get_num_threads()``
   numba threads; each window is pooled by one thread alone, so the bits do not depend on the
   thread count.
@@ -346,7 +346,7 @@ def _empty_output(shape: tuple[int, int], dtype: torch.dtype) -> Tensor:
 def roi_spp_cpu(
     features: Tensor, regions: Tensor, layout: PyramidLayout, out: Tensor | None = None
 ) -> Tensor | None:
-    """Pool ``regions`` of CPU ``features`` into the SPEC section 2 layout (exact).
+    """Pool ``regions`` of CPU ``features`` into the docs/model.md §2 layout (exact).
 
     Args:
         features (Tensor[B, C, H, W]): CPU maps; float16, bfloat16, float32 or float64.

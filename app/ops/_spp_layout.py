@@ -1,4 +1,4 @@
-"""Pyramid layout shared by the pooling back-ends (SPEC section 2).
+"""Pyramid layout shared by the pooling back-ends (docs/model.md §2).
 
 The output of pyramid pooling is the concatenation, in the order the levels are given, of each
 level's ``[C, n, n]`` block flattened channel-major. A level's *bins* are numbered ``i * n + j``

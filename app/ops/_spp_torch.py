@@ -41,7 +41,7 @@ def _floor_log2(values: Tensor) -> Tensor:
 
 
 def _bin_edges(start: Tensor, size: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """Bin starts and (exclusive) ends ``[K, n]`` along one axis: SPEC section 2's rule."""
+    """Bin starts and (exclusive) ends ``[K, n]`` along one axis: docs/model.md §2's rule."""
     i = torch.arange(n, device=start.device)
     lo = start[:, None] + torch.div(i[None, :] * size[:, None], n, rounding_mode="floor")
     hi = start[:, None] - torch.div(-(i[None, :] + 1) * size[:, None], n, rounding_mode="floor")
@@ -109,7 +109,7 @@ def _pool_level_loop(features: Tensor, regions: Tensor, n: int) -> Tensor:
 
 
 def roi_spp_torch(features: Tensor, regions: Tensor, layout: PyramidLayout) -> Tensor:
-    """Pool ``regions`` of ``features`` into the SPEC section 2 layout.
+    """Pool ``regions`` of ``features`` into the docs/model.md §2 layout.
 
     Args:
         features (Tensor[B, C, H, W]): feature maps on any device.

@@ -4,7 +4,7 @@ Grid ``(K, total_bins, ceil(C / BLOCK_C))``: program ``(k, q, cb)`` computes bin
 all levels numbered in output order) of window ``k`` for a block of ``BLOCK_C`` channels. It
 loops over the bin's rows and columns of the channels-last map (each cell a contiguous,
 coalesced ``BLOCK_C`` vector), max-reduces with NaN propagation (like ``amax``), and stores
-straight into the SPEC section 2 layout: ``out[k, C * level_offset + c * n * n + i * n + j]``.
+straight into the docs/model.md §2 layout: ``out[k, C * level_offset + c * n * n + i * n + j]``.
 
 Tested for exact equality with ``roi_spp_reference`` in Triton's interpreter
 (``TRITON_INTERPRET=1``, set before this module is imported, with CPU tensors).
@@ -98,7 +98,7 @@ def _bin_table(layout: PyramidLayout, channels: int, device: torch.device) -> Te
 
 
 def roi_spp_triton(features: Tensor, regions: Tensor, layout: PyramidLayout) -> Tensor:
-    """Pool ``regions`` of ``features`` into the SPEC section 2 layout with one kernel launch.
+    """Pool ``regions`` of ``features`` into the docs/model.md §2 layout with one kernel launch.
 
     Args:
         features (Tensor[B, C, H, W]): CUDA maps (CPU maps under ``TRITON_INTERPRET=1``);

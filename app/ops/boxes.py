@@ -1,7 +1,7 @@
-"""Box maths: image scales (SPEC section 4) and box-regression coding (SPEC section 6).
+"""Box maths: image scales (docs/model.md §4) and box-regression coding (docs/model.md §6).
 
-Boxes are float ``[x1, y1, x2, y2]`` pixels, 0-based, ``x1 <= x2`` (STYLE 4); widths are
-``x2 - x1`` (no VOC "+1").
+Boxes are float ``[x1, y1, x2, y2]`` pixels, 0-based, ``x1 <= x2`` (docs/model.md, "Conventions");
+widths are ``x2 - x1`` (no VOC "+1").
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ __all__ = [
     "scaled_size",
 ]
 
-#: The scaled window area each window's scale choice aims at (224 x 224 pixels, SPEC 4).
+#: The scaled window area each window's scale choice aims at (224 x 224 pixels, docs/model.md §4).
 TARGET_WINDOW_AREA = 224 * 224
 #: Largest log-size delta applied when decoding (as in detectron2): exp() stays below 1000/16.
 BBOX_DELTA_CLAMP = math.log(1000.0 / 16)
@@ -52,7 +52,7 @@ def _round_half_up(value: float) -> int:
 
 @dataclass(frozen=True)
 class ResizePlan:
-    """How an image is resized to one scale (SPEC section 4).
+    """How an image is resized to one scale (docs/model.md §4).
 
     Attributes:
         height, width: the resized size in pixels.
@@ -70,7 +70,7 @@ class ResizePlan:
 
 
 def resize_plan(height: int, width: int, scale: int, max_long_side: int) -> ResizePlan:
-    """Plan the resize of a ``height x width`` image to ``scale`` (SPEC section 4).
+    """Plan the resize of a ``height x width`` image to ``scale`` (docs/model.md §4).
 
     The shorter side becomes ``scale`` and the longer ``round(scale * long / short)`` (halves
     round up). When that longer side exceeds ``max_long_side``, the longer side becomes
@@ -152,7 +152,7 @@ def choose_scale_per_window(
     target_side: float = 224.0,
     inclusive: bool = False,
 ) -> Tensor:
-    """Pick, per window, the scale whose scaled window area is closest to 224 * 224 (SPEC 4).
+    """Pick, per window, the scale whose scaled area is closest to 224 * 224 (docs/model.md §4).
 
     The window ``(x1, y1, x2, y2)`` of an image with shorter side ``m`` has area
     ``(w * s / m) * (h * s / m)`` at scale ``s`` (``w = x2 - x1``, ``h = y2 - y1``). The distances
@@ -232,7 +232,7 @@ def _centres_and_sizes(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def encode_boxes(gt: Tensor, proposals: Tensor) -> Tensor:
-    """Regression targets of ``gt`` relative to ``proposals`` (SPEC section 6, no "+1").
+    """Regression targets of ``gt`` relative to ``proposals`` (docs/model.md §6, no "+1").
 
     ``tx = (gx - px) / pw``, ``ty = (gy - py) / ph``, ``tw = log(gw / pw)``, ``th = log(gh / ph)``
     with centres ``x = x1 + w / 2`` and sizes ``w = x2 - x1``.

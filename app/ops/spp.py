@@ -1,4 +1,4 @@
-"""Spatial pyramid pooling (SPEC sections 2 and 3): the public API.
+"""Spatial pyramid pooling (docs/model.md §§2 and 3): the public API.
 
 * :func:`spatial_pyramid_pool` pools a whole feature map (classification; differentiable).
 * :func:`project_windows` maps image windows to inclusive conv5 cells (paper appendix);
@@ -102,7 +102,7 @@ def _check_regions(features: Tensor, regions: Tensor) -> Tensor:
 
 
 def spatial_pyramid_pool(features: Tensor, levels: Sequence[int] = DEFAULT_LEVELS) -> Tensor:
-    """Pyramid-pool whole feature maps (SPEC section 2; differentiable).
+    """Pyramid-pool whole feature maps (docs/model.md §2; differentiable).
 
     Args:
         features (Tensor[B, C, H, W]): feature maps (e.g. conv5), any floating dtype.
@@ -142,7 +142,7 @@ def _check_windows(boxes: Tensor, feature_size: tuple[int, int]) -> Tensor:
 
 
 def project_windows(boxes: Tensor, feature_size: tuple[int, int], stride: int = 16) -> Tensor:
-    """Project image windows onto inclusive feature-map cells (SPEC section 3, paper appendix).
+    """Project image windows onto inclusive feature-map cells (docs/model.md §3, paper appendix).
 
     For a window ``(x1, y1, x2, y2)`` (pixels, already at the conv5 map's scale):
     ``left = floor(x1 / S) + 1``, ``right = ceil(x2 / S) - 1`` (top/bottom likewise); when
@@ -259,7 +259,7 @@ def roi_spp(
     *,
     out: Tensor | None = None,
 ) -> Tensor:
-    """Pyramid-pool many rectangular regions of a batch of feature maps (SPEC section 2).
+    """Pyramid-pool many rectangular regions of a batch of feature maps (docs/model.md §2).
 
     Exact: every path returns the same bits as :func:`roi_spp_reference` (max pooling does no
     arithmetic). When ``features`` requires grad (and grad mode is on) the result is

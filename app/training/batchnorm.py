@@ -7,7 +7,7 @@ affine map in eval mode, is folded exactly into the conv before it:
 
     W' = W * g / sqrt(v + eps),    b' = (b - m) * g / sqrt(v + eps) + beta
 
-so the shipped network is exactly the ZF-5 of SPEC section 1 (conv + ReLU + LRN + pool).
+so the shipped network is exactly the ZF-5 of docs/model.md §1 (conv + ReLU + LRN + pool).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The whole training pipeline of SPEC section 7: the stages in order, in one work directory.
+"""The whole training pipeline of docs/model.md §7: the stages in order, in one work directory.
 
-Stage numbers are SPEC's; they run in this order:
+Stage numbers are docs/model.md's; they run in this order:
 
 * 1, ``stages.pretrain``: classification pre-training of the trunk and fc6-fc8;
 * 2b, ``stages.conv_finetune`` (optional, off in the paper's recipe): conv3-conv5 with

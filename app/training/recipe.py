@@ -53,7 +53,7 @@ BackgroundSource = Literal["random", "proposals"]
 
 
 class DataConfig(BaseModel):
-    """Which images the stages train on (SPEC section 7)."""
+    """Which images the stages train on (docs/model.md §7)."""
 
     model_config = _SECTION
 
@@ -101,7 +101,7 @@ class DataConfig(BaseModel):
 
 
 class PretrainConfig(BaseModel):
-    """Hyper-parameters of stage 1, classification pre-training (SPEC section 7.1)."""
+    """Hyper-parameters of stage 1, classification pre-training (docs/model.md §7.1)."""
 
     model_config = _SECTION
 
@@ -159,7 +159,7 @@ class PretrainConfig(BaseModel):
 
 
 class FinetuneConfig(BaseModel):
-    """Hyper-parameters of stage 3, fine-tuning fc6/fc7 and a new fc8 (SPEC section 7.3)."""
+    """Hyper-parameters of stage 3, fine-tuning fc6/fc7 and a new fc8 (docs/model.md §7.3)."""
 
     model_config = _SECTION
 
@@ -227,7 +227,7 @@ class ConvFinetuneConfig(BaseModel):
 
 
 class SvmConfig(BaseModel):
-    """Hyper-parameters of stage 4, the SVMs (SPEC section 7.4; liblinear's flags named)."""
+    """Hyper-parameters of stage 4, the SVMs (docs/model.md §7.4; liblinear's flags named)."""
 
     model_config = _SECTION
 

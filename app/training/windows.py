@@ -1,4 +1,7 @@
-"""Training windows of one image: ground truth + proposals, with their overlaps (SPEC 7.3-7.5)."""
+"""Training windows of one image: ground truth + proposals and their overlaps.
+
+Which windows each stage takes is docs/model.md §§7.3-7.5.
+"""
 
 from __future__ import annotations
 

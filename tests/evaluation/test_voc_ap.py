@@ -1,4 +1,4 @@
-"""VOC 2007 11-point AP on hand-worked cases (SPEC section 8)."""
+"""VOC 2007 11-point AP on hand-worked cases (docs/model.md §8)."""
 
 from __future__ import annotations
 

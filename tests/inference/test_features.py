@@ -151,7 +151,8 @@ def test_window_cells_align_corners_then_offset_projection_by_hand() -> None:
     factors = (917 / 500, 688 / 375)  # the resize's own factors are not used by align_corners
     cells = window_cells(RELEASE_WINDOWS, boxes, (375, 500), factors, (42, 56))
     assert cells.tolist() == [[5, 4, 21, 12]]
-    # SPEC's rules on the same window: x * fx, y * fy, floor(x / 16) + 1, ceil(x / 16) - 1
+    # docs/model.md's rules on the same window: x * fx, y * fy, floor(x / 16) + 1,
+    # ceil(x / 16) - 1
     spec = window_cells(WindowConfig(), boxes, (375, 500), factors, (43, 58))
     # 49 * 1.834 = 89.9 -> 6; 39 * 1.8347 = 71.6 -> 5; 199 * 1.834 = 364.97 -> 22; 119 * 1.8347
     # = 218.3 -> 13
@@ -159,8 +160,9 @@ def test_window_cells_align_corners_then_offset_projection_by_hand() -> None:
 
 
 def test_choose_scales_follows_the_manifest_rule() -> None:
-    # 0..207 in an image with m = 528: SPEC's rule compares 208^2 (exclusive 207^2) areas with
-    # 224^2; the release's expects round(208 * 528 / 208) = 528, a tie of 480 and 576 -> 480
+    # 0..207 in an image with m = 528: docs/model.md's rule compares 208^2 (exclusive 207^2)
+    # areas with 224^2; the release's expects round(208 * 528 / 208) = 528, a tie of 480 and
+    # 576 -> 480
     boxes = torch.tensor([[0.0, 0.0, 207.0, 207.0]])
     assert choose_scales(RELEASE_WINDOWS, boxes, (576, 480), 528).tolist() == [0]
     assert choose_scales(WindowConfig(), boxes, (480, 576), 528).tolist() == [1]

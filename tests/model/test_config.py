@@ -1,5 +1,6 @@
-"""Manifest configuration: the fields that carry an imported pipeline's differences from SPEC
-default to SPEC's behaviour, so manifests written before them load unchanged."""
+"""Manifest configuration: the fields that carry an imported pipeline's differences from
+docs/model.md default to docs/model.md's behaviour, so manifests written before them load
+unchanged."""
 
 from __future__ import annotations
 

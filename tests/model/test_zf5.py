@@ -1,4 +1,4 @@
-"""ZF-5 trunk: within-channel LRN against a direct loop, and the geometry of SPEC section 1."""
+"""ZF-5 trunk: within-channel LRN against a direct loop, and the geometry of docs/model.md §1."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Scales (SPEC 4) and box coding (SPEC 6), against hand-worked cases and round trips."""
+"""Scales (docs/model.md §4) and box coding (§6), against hand-worked cases and round trips."""
 
 from __future__ import annotations
 

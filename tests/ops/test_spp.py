@@ -1,4 +1,7 @@
-"""Pyramid pooling and window projection against slow, obvious references (SPEC 2 and 3)."""
+"""Pyramid pooling and window projection against slow, obvious references.
+
+The rules are docs/model.md §§2 and 3.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ def assert_exact(actual: Tensor, expected: Tensor) -> None:
 
 
 def pyramid_reference(features: Tensor, levels: Sequence[int]) -> Tensor:
-    """Whole-map pyramid pooling written out bin by bin from SPEC section 2."""
+    """Whole-map pyramid pooling written out bin by bin from docs/model.md §2."""
     batch, channels, height, width = features.shape
     parts = []
     for n in levels:
@@ -137,7 +140,7 @@ def test_spatial_pyramid_pool_rejects_bad_input(
 
 
 # ---------------------------------------------------------------------------------------------
-# project_windows (SPEC section 3, worked by hand with S = 16)
+# project_windows (docs/model.md §3, worked by hand with S = 16)
 
 
 def test_project_windows_hand_worked_cases() -> None:

@@ -169,7 +169,7 @@ def output_bins(
     region: Sequence[int], levels: Sequence[int], channels: int
 ) -> list[tuple[int, int, int, int, int, int]]:
     """Per output column of ``region``'s row: ``(column, channel, row_start, row_end,
-    col_start, col_end)``, written out from the bin rule and the layout (SPEC section 2)."""
+    col_start, col_end)``, written out from the bin rule and the layout (docs/model.md §2)."""
     _, left, top, right, bottom = region
     h, w = bottom - top + 1, right - left + 1
     bins = []

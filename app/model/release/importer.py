@@ -1,7 +1,7 @@
 """The SPP_net release's files -> a model of the store (``spp import spp-net-release``).
 
-:func:`release_manifest_fields` writes each way the release's pipeline differs from SPEC into
-the manifest (trunk geometry, scale choice, box scaling and projection, NMS areas, no score
+:func:`release_manifest_fields` writes into the manifest each way the release's pipeline differs
+from docs/model.md: (trunk geometry, scale choice, box scaling and projection, NMS areas, no score
 threshold, no calibration); :func:`build_release_net` moves the weights into an
 :class:`~app.model.net.SppNet`:
 

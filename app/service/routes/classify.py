@@ -2,7 +2,7 @@
 
 The same upload rules as ``/detect`` (multipart field ``image`` or a raw ``image/*`` body);
 ``top_k`` as a query parameter or form field. The image goes through the network once, at
-full-image SPP (SPEC section 6), batched with whatever else waits for the inference worker.
+full-image SPP (docs/model.md §6), batched with whatever else waits for the inference worker.
 """
 
 from __future__ import annotations

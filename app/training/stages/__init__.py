@@ -1,1 +1,1 @@
-"""The stages of SPEC section 7, one module each, in the order the pipeline runs them."""
+"""The stages of docs/model.md §7, one module each, in the order the pipeline runs them."""

@@ -1,4 +1,4 @@
-"""Stage 3: fine-tune fc6/fc7 on pooled windows with a new (K+1)-way fc8 (SPEC section 7.3).
+"""Stage 3: fine-tune fc6/fc7 on pooled windows with a new (K+1)-way fc8 (docs/model.md §7.3).
 
 The trunk is frozen, so each window's pooled conv5 vector is extracted once (from the conv5
 cache) and fine-tuning only trains the fully connected layers. Positives have IoU in

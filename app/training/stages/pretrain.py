@@ -1,4 +1,4 @@
-"""Stage 1: classification pre-training of conv1..conv5 + fc6/fc7/fc8 (SPEC section 7.1).
+"""Stage 1: classification pre-training of conv1..conv5 + fc6/fc7/fc8 (docs/model.md §7.1).
 
 The paper pre-trains on ImageNet; here the data are object-centred crops of the training
 split (each object at a random context ratio, random shift and flip), which also prepares the

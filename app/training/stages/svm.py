@@ -1,4 +1,4 @@
-"""Stage 4: one linear SVM per class with hard-negative mining (SPEC section 7.4).
+"""Stage 4: one linear SVM per class with hard-negative mining (docs/model.md §7.4).
 
 Features are fine-tuned fc7 outputs (after ReLU) scaled by 20 / mean L2 norm. Positives are
 the class's non-difficult ground-truth boxes; negatives are windows with IoU < 0.3 to every
@@ -103,7 +103,7 @@ def train_class_svm(
     return weight, bias, stats
 
 
-#: Negatives overlap every gt box of the class less than this (SPEC 7.4).
+#: Negatives overlap every gt box of the class less than this (docs/model.md §7.4).
 NEGATIVE_IOU = 0.3
 
 
@@ -128,7 +128,7 @@ def svm_features(
     ):
         w = part.windows[image_id]
         image = part.dataset.load_rgb(image_id)
-        # Overlap with any gt box of the class, difficult ones included (SPEC 7.4).
+        # Overlap with any gt box of the class, difficult ones included (docs/model.md §7.4).
         overlap = torch.maximum(w.class_iou, w.class_iou_difficult)
         own = torch.where(w.is_gt & ~w.gt_difficult, w.gt_class, -1)
         for scales in variants:
