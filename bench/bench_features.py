@@ -4,10 +4,11 @@
 * SPP path: ``Detector.pooled_windows``: resize, conv5 once per scale some window chose,
   ``project_windows`` + ``roi_spp``. One scale (688) and five (480 .. 1200, each window picks
   the scale that makes it closest to 224 x 224, docs/model.md §4).
-* R-CNN path: ``app.inference.rcnn.rcnn_window_features``: each window cropped, warped to 224 x 224,
-  conv1..conv5, full-map pyramid pooling. It has no scales (every window is warped to 224), so
-  one measurement serves both rows. It runs on a stated, evenly spaced sample of the windows and
-  is extrapolated linearly to all of them (its cost is the same for every window).
+* R-CNN path: ``rcnn_window_features`` of ``tests/reference/rcnn.py``: each window cropped,
+  warped to 224 x 224, conv1..conv5, full-map pyramid pooling. It has no scales (every window
+  is warped to 224), so one measurement serves both rows. It runs on a stated, evenly spaced
+  sample of the windows and is extrapolated linearly to all of them (its cost is the same for
+  every window).
 * fc6/fc7 on the 2000 pooled vectors (one GEMM each): the same work on both paths, measured
   once and added to both totals, as the paper does (its 102x and 38x include fc).
 
@@ -28,7 +29,6 @@ import torch
 
 from app.data.proposals import propose
 from app.inference.detector import Detector
-from app.inference.rcnn import WARP_SIZE, rcnn_window_features
 from app.model.store import SppModel
 from app.ops.boxes import choose_scale_per_window
 from app.ops.spp import spatial_pyramid_pool
@@ -49,6 +49,7 @@ from bench.common import (
     setup_threads,
     time_ms,
 )
+from tests.reference.rcnn import WARP_SIZE, rcnn_window_features
 
 SECTION = "bench_features"
 

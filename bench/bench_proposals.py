@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.data.proposals import propose, search_boxes, search_boxes_monolithic
+from app.data.proposals import propose, search_boxes
 from app.evaluation.recall import proposal_recall
 from app.model.config import ProposalConfig
 from bench.common import (
@@ -44,6 +44,7 @@ from bench.common import (
     report,
     setup_threads,
 )
+from tests.reference.selective_search import search_boxes_monolithic
 
 SECTION = "bench_proposals"
 SIDES = (300, 400, 500, 0)  # 0 = full size

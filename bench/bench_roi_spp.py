@@ -52,7 +52,8 @@ import torchvision
 from torch import Tensor
 from torchvision.ops import roi_pool
 
-from app.ops.spp import DEFAULT_LEVELS, project_windows, roi_spp, roi_spp_reference
+from app.ops.spp import DEFAULT_LEVELS, project_windows, roi_spp
+from tests.reference.roi_spp import roi_spp_reference
 
 START_MARKER = "<!-- bench_roi_spp:start -->"
 END_MARKER = "<!-- bench_roi_spp:end -->"
