@@ -4,7 +4,7 @@
 * SPP path: ``Detector.pooled_windows``: resize, conv5 once per scale some window chose,
   ``project_windows`` + ``roi_spp``. One scale (688) and five (480 .. 1200, each window picks
   the scale that makes it closest to 224 x 224, docs/model.md §4).
-* R-CNN path: ``rcnn_window_features`` of ``tests/reference/rcnn.py``: each window cropped,
+* R-CNN path: ``rcnn_window_features`` of ``tests/references/rcnn.py``: each window cropped,
   warped to 224 x 224, conv1..conv5, full-map pyramid pooling. It has no scales (every window
   is warped to 224), so one measurement serves both rows. It runs on a stated, evenly spaced
   sample of the windows and is extrapolated linearly to all of them (its cost is the same for
@@ -49,7 +49,7 @@ from bench.common import (
     setup_threads,
     time_ms,
 )
-from tests.reference.rcnn import WARP_SIZE, rcnn_window_features
+from tests.references.rcnn import WARP_SIZE, rcnn_window_features
 
 SECTION = "bench_features"
 

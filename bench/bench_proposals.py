@@ -45,7 +45,7 @@ from bench.common import (
     report,
     setup_threads,
 )
-from tests.reference.selective_search import search_boxes_monolithic
+from tests.references.selective_search import search_boxes_monolithic
 
 SECTION = "bench_proposals"
 SIDES = (300, 400, 500, 0)  # 0 = full size

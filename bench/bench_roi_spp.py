@@ -29,7 +29,7 @@ numba cache; its time is reported separately).
 
     .venv/bin/python -m bench.bench_roi_spp [--write BENCHMARKS.md] [--rounds 7] [--busy 0]
 
-(from the repository root: the reference loop is imported from ``tests/reference``).
+(from the repository root: the reference loop is imported from ``tests/references``).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from torch import Tensor
 from torchvision.ops import roi_pool
 
 from app.ops.spp import DEFAULT_LEVELS, project_windows, roi_spp
-from tests.reference.roi_spp import roi_spp_reference
+from tests.references.roi_spp import roi_spp_reference
 
 START_MARKER = "<!-- bench_roi_spp:start -->"
 END_MARKER = "<!-- bench_roi_spp:end -->"

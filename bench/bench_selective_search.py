@@ -55,7 +55,7 @@ from bench.common import (
     report,
     setup_threads,
 )
-from tests.reference.selective_search import opencv_fast_selective_search
+from tests.references.selective_search import opencv_fast_selective_search
 
 SECTION = "bench_selective_search"
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle")

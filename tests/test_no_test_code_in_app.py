@@ -1,5 +1,5 @@
 """The package holds no code that only tests or benchmarks use: references and baselines live in
-tests/reference/ (docs/architecture.md), and app/ never imports from tests/ or bench/."""
+tests/references/ (docs/architecture.md), and app/ never imports from tests/ or bench/."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ APP = Path(__file__).resolve().parents[1] / "app"
 #: Names that mark a test reference or a benchmark baseline.
 TEST_ONLY_NAME = re.compile(r"reference|monolithic", re.IGNORECASE)
 #: Top-level packages that app/ must not import.
-OUTSIDE_APP = {"tests", "bench", "reference"}
+OUTSIDE_APP = {"tests", "bench", "references"}
 
 
 def _definitions(tree: ast.Module) -> list[str]:
@@ -67,7 +67,7 @@ def test_app_imports_nothing_from_tests_or_bench() -> None:
 
 def test_the_checks_see_a_reference_and_an_import_from_tests() -> None:
     tree = ast.parse(
-        "from tests.reference.roi_spp import x\n"
+        "from tests.references.roi_spp import x\n"
         "class A:\n    def search_monolithic(self): ...\n"
         "def roi_spp_reference(): ...\n"
     )

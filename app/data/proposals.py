@@ -20,7 +20,7 @@ first ``c`` of the uncapped list (:func:`search_boxes` then :func:`cap_proposals
 store the uncapped list and serve any cap from it.
 
 The reference the parallel search replaced, one OpenCV call in OpenCV's own unseeded order (its
-capped set changes from call to call), is ``tests/reference/selective_search.py``; the tests
+capped set changes from call to call), is ``tests/references/selective_search.py``; the tests
 and benchmarks compare with it.
 """
 

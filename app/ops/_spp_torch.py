@@ -8,7 +8,7 @@ max is idempotent, so the overlap changes nothing. Only the levels that no finer
 the finer bins (see ``_spp_layout``).
 
 ``torch.maximum`` and ``amax`` both propagate NaN, so this path matches the reference loop
-(``tests/reference/roi_spp.py``) bit for bit on any input, and it is differentiable. When the
+(``tests/references/roi_spp.py``) bit for bit on any input, and it is differentiable. When the
 tables would be too large (a level with bins spanning most of a large map) it pools window by
 window instead.
 """

@@ -10,7 +10,7 @@
   ``_spp_autograd``'s Function: a compiled loop that also records each max's cell, and a
   backward that adds the output gradient into those cells (ties: the bin's first maximal cell
   in row-major order). Every path gives the same bits as the slow, obvious loop the tests compare
-  against (``tests/reference/roi_spp.py``).
+  against (``tests/references/roi_spp.py``).
 
 Bin rule, for a region of ``h x w`` cells at ``(top, left)`` and level ``n``: bin ``(i, j)``
 covers rows ``[top + floor(i*h/n), top + ceil((i+1)*h/n))`` and the columns likewise; this is
@@ -261,7 +261,7 @@ def roi_spp(
     """Pyramid-pool many rectangular regions of a batch of feature maps (docs/model.md §2).
 
     Exact: every path returns the same bits as the bin-by-bin loop of
-    ``tests/reference/roi_spp.py`` (max pooling does no arithmetic). When ``features`` requires
+    ``tests/references/roi_spp.py`` (max pooling does no arithmetic). When ``features`` requires
     grad (and grad mode is on) the result is differentiable: on the CPU (with numba) through
     ``_spp_autograd.RoISppFunction``, whose backward sends each output's gradient to its bin's
     first maximal cell in row-major order; elsewhere through autograd of the plain torch path.

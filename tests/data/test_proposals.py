@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
-from reference.selective_search import propose_monolithic
+from references.selective_search import propose_monolithic
 
 from app.data.proposals import (
     SearchImage,

@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
-from reference.selective_search import opencv_fast_selective_search
+from references.selective_search import opencv_fast_selective_search
 from skimage import data
 
 from app.data.selective_search import (

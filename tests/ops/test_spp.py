@@ -13,7 +13,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference.roi_spp import roi_spp_reference
+from references.roi_spp import roi_spp_reference
 from torch import Tensor
 
 from app.ops import _spp_torch

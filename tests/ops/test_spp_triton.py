@@ -16,7 +16,7 @@ from types import ModuleType
 
 import pytest
 import torch
-from reference.roi_spp import roi_spp_reference
+from references.roi_spp import roi_spp_reference
 from torch import Tensor
 
 import app.ops
