@@ -179,63 +179,74 @@ def speed_rows(
     return rows
 
 
-def run(quick: bool, map_images: int) -> str:
-    setup_threads()
-    machine = machine_description()
-    repeats = 1 if quick else 3
-    windows = 200 if quick else WINDOWS
-    notes: list[str] = []
-    cpuinfo = Path("/proc/cpuinfo")
-    bf16_flag = cpuinfo.exists() and "avx512_bf16" in cpuinfo.read_text()
+def full_zf5_rows(windows: int, repeats: int) -> list[list[Any]]:
+    """Speed rows of the full ZF-5 fc (random weights and random factors; speed only)."""
+    log("full ZF-5 fc speed")
+    torch.manual_seed(0)
+    full_head = FcHead(12800, 4096, 0.5).eval().requires_grad_(False)
+    x_full = torch.relu(torch.randn(windows, 12800))
+    with torch.inference_mode():
+        ref = full_head(x_full)
+        with autocast("bf16"):
+            bf16_err = relative_error(full_head(x_full), ref)
+    variants_full = [
+        (f"rank {r} (fc/{4096 // r})", random_low_rank_head(full_head, r), "fp32")
+        for r in (1024, 512)
+    ]
+    variants_full.append(("bfloat16 autocast", full_head, "bf16"))
+    return speed_rows(
+        "ZF-5 full (random)",
+        full_head,
+        variants_full,
+        x_full,
+        repeats,
+        {"bfloat16 autocast": f"{bf16_err:.4f} (fc7 output)"},
+    )
 
-    # ---- full ZF-5: speed only (random weights and random factors)
-    rows: list[list[Any]] = []
-    if not quick:
-        log("full ZF-5 fc speed")
-        torch.manual_seed(0)
-        full_head = FcHead(12800, 4096, 0.5).eval().requires_grad_(False)
-        x_full = torch.relu(torch.randn(windows, 12800))
-        with torch.inference_mode():
-            ref = full_head(x_full)
-            with autocast("bf16"):
-                bf16_err = relative_error(full_head(x_full), ref)
-        variants_full = [
-            (f"rank {r} (fc/{4096 // r})", random_low_rank_head(full_head, r), "fp32")
-            for r in (1024, 512)
-        ]
-        variants_full.append(("bfloat16 autocast", full_head, "bf16"))
-        rows += speed_rows(
-            "ZF-5 full (random)",
-            full_head,
-            variants_full,
-            x_full,
-            repeats,
-            {"bfloat16 autocast": f"{bf16_err:.4f} (fc7 output)"},
-        )
-        del full_head, x_full, variants_full, ref
 
-    # ---- default model: speed and effect
+@dataclass
+class DefaultModelRun:
+    """The default model, its compressed copies and the generated images they are run on."""
+
+    model: SppModel
+    description: str
+    compressed: dict[int, SppModel]
+    images: list[np.ndarray]
+    proposals: list[np.ndarray]
+
+    @property
+    def fc(self) -> int:
+        return self.model.manifest.model.fc_dim
+
+    def label(self, rank: int) -> str:
+        return f"rank {rank} (fc/{self.fc // rank})"
+
+
+def prepare_default_model(count: int) -> DefaultModelRun:
+    """The default model compressed at ranks fc/4 and fc/8, and ``count`` generated images."""
     log("default model")
     model, default_text = default_model()
     fc = model.manifest.model.fc_dim
     ranks = (fc // 4, fc // 8)
     compressed = {r: compress_detector_model(model, r, r) for r in ranks}
-    count = 2 if quick else 4
     with generated_images(count) as bench_images:
         images = [im.rgb for im in bench_images]
         proposals = [propose(im, model.manifest.proposals) for im in images]
-    detector = Detector(model, "cpu")
-    first = torch.from_numpy(exactly_n_windows(proposals[0], windows, *images[0].shape[:2]))
-    pooled, _ = detector.pooled_windows(images[0], first, detector.scales_for("single"))
+    return DefaultModelRun(model, default_text, compressed, images, proposals)
+
+
+def feature_errors(run: DefaultModelRun, pooled: Tensor) -> dict[str, str]:
+    """Relative errors of fc7 and of the SVM scores of each variant on ``pooled`` windows."""
+    model = run.model
     errors: dict[str, str] = {}
     with torch.inference_mode():
         ref7 = model.net.det_head(pooled)
         ref_scores = model.net.svm(ref7)
-        for r in ranks:
-            out7 = compressed[r].net.det_head(pooled)
-            errors[f"rank {r} (fc/{fc // r})"] = (
+        for r, small in run.compressed.items():
+            out7 = small.net.det_head(pooled)
+            errors[run.label(r)] = (
                 f"{relative_error(out7, ref7):.4f} (fc7), "
-                f"{relative_error(compressed[r].net.svm(out7), ref_scores):.4f} (SVM scores)"
+                f"{relative_error(small.net.svm(out7), ref_scores):.4f} (SVM scores)"
             )
         with autocast("bf16"):
             out7 = model.net.det_head(pooled)
@@ -244,72 +255,99 @@ def run(quick: bool, map_images: int) -> str:
             f"{relative_error(out7, ref7):.4f} (fc7), "
             f"{relative_error(scores, ref_scores):.4f} (SVM scores)"
         )
+    return errors
+
+
+def default_model_rows(run: DefaultModelRun, windows: int, repeats: int) -> list[list[Any]]:
+    """Speed and error rows of the default model's fc on ``windows`` pooled windows."""
+    model, images = run.model, run.images
+    detector = Detector(model, "cpu")
+    first = torch.from_numpy(exactly_n_windows(run.proposals[0], windows, *images[0].shape[:2]))
+    pooled, _ = detector.pooled_windows(images[0], first, detector.scales_for("single"))
+    errors = feature_errors(run, pooled)
     variants_default: list[tuple[str, nn.Module, str]] = [
-        (f"rank {r} (fc/{fc // r})", compressed[r].net.det_head, "fp32") for r in ranks
+        (run.label(r), small.net.det_head, "fp32") for r, small in run.compressed.items()
     ]
     variants_default.append(("bfloat16 autocast", model.net.det_head, "bf16"))
-    rows += speed_rows("default", model.net.det_head, variants_default, pooled, repeats, errors)
+    return speed_rows("default", model.net.det_head, variants_default, pooled, repeats, errors)
 
+
+def compared_variants(run: DefaultModelRun) -> list[Variant]:
+    """The compressed models and bfloat16 autocast, each compared with the float32 model."""
+    variants = [Variant(run.label(r), small) for r, small in run.compressed.items()]
+    variants.append(Variant("bfloat16 autocast", run.model, "bf16"))
+    return variants
+
+
+def agreement_rows(run: DefaultModelRun, variants: list[Variant]) -> list[list[Any]]:
+    """Per variant: the share of the float32 model's top detections kept, the score change."""
     log("detections")
-    reference = detect_all(Variant("fp32", model), images, proposals)
-    variants = [Variant(f"rank {r} (fc/{fc // r})", compressed[r]) for r in ranks]
-    variants.append(Variant("bfloat16 autocast", model, "bf16"))
-    agreement_rows = []
+    reference = detect_all(Variant("fp32", run.model), run.images, run.proposals)
+    rows = []
     for variant in variants:
-        matched, diff = detection_agreement(reference, detect_all(variant, images, proposals))
-        agreement_rows.append([variant.label, f"{matched:.3f}", f"{diff:.4f}"])
+        found = detect_all(variant, run.images, run.proposals)
+        matched, diff = detection_agreement(reference, found)
+        rows.append([variant.label, f"{matched:.3f}", f"{diff:.4f}"])
+    return rows
 
-    # ---- mAP
-    trained = "trained" in default_text
+
+def map_lines(run: DefaultModelRun, variants: list[Variant], map_images: int) -> list[str]:
+    """The mAP table on the cached test split, or the line saying why it was skipped."""
+    trained = "trained" in run.description
     have_split = (TEST_SPLIT_ROOT / "ImageSets" / "Main" / "test.txt").is_file()
     if trained and have_split and map_images > 0:
         log(f"mAP on {map_images} test images")
-        map_rows = [["fp32 (reference)", f"{map_for(Variant('fp32', model), map_images):.4f}"]]
+        reference_map = map_for(Variant("fp32", run.model), map_images)
+        map_rows = [["fp32 (reference)", f"{reference_map:.4f}"]]
         for variant in variants:
             map_rows.append([variant.label, f"{map_for(variant, map_images):.4f}"])
-        map_text = [
+        return [
             f"mAP (VOC07 11-point, single scale) on the first {map_images} images of "
             f"`work_data/shapes-test` with its cached proposals:",
             "",
             markdown_table(["variant", "mAP"], map_rows),
         ]
-    else:
-        reason = (
-            "the default model is not trained (model_store/zf5-shapes absent)"
-            if not trained
-            else "work_data/shapes-test is absent"
-            if not have_split
-            else "--map-images 0"
-        )
-        map_text = [f"mAP effect: skipped: {reason}.", ""]
+    reason = (
+        "the default model is not trained (model_store/zf5-shapes absent)"
+        if not trained
+        else "work_data/shapes-test is absent"
+        if not have_split
+        else "--map-images 0"
+    )
+    return [f"mAP effect: skipped: {reason}.", ""]
 
-    # ---- half precision on CUDA
-    if torch.cuda.is_available():
-        log("fp16 on CUDA")
-        gpu_model = compress_detector_model(model, None, None)  # a copy for the GPU
-        ref_gpu = detect_all(Variant("fp32", gpu_model), images, proposals, "cuda")
-        half = detect_all(Variant("fp16", gpu_model, "fp16"), images, proposals, "cuda")
-        matched, diff = detection_agreement(ref_gpu, half)
-        half_text = (
-            f"Half precision on CUDA ({torch.cuda.get_device_name(0)}): float16 autocast around "
-            f"`detect` vs float32: {matched:.3f} of the top detections matched, median |score "
-            f"difference| {diff:.4f}."
-        )
-    else:
-        half_text = (
+
+def half_precision_text(run: DefaultModelRun) -> str:
+    """float16 autocast on CUDA against float32, or the line saying there is no CUDA device."""
+    if not torch.cuda.is_available():
+        return (
             "Half precision (float16) on CUDA: skipped, no CUDA device on this machine; "
             "bfloat16 autocast on the CPU is measured instead (rows above)."
         )
-    notes.append(
-        f"CPU `{cpu_model()}` "
-        + ("reports `avx512_bf16`." if bf16_flag else "does not report `avx512_bf16`.")
+    log("fp16 on CUDA")
+    gpu_model = compress_detector_model(run.model, None, None)  # a copy for the GPU
+    ref_gpu = detect_all(Variant("fp32", gpu_model), run.images, run.proposals, "cuda")
+    half = detect_all(Variant("fp16", gpu_model, "fp16"), run.images, run.proposals, "cuda")
+    matched, diff = detection_agreement(ref_gpu, half)
+    return (
+        f"Half precision on CUDA ({torch.cuda.get_device_name(0)}): float16 autocast around "
+        f"`detect` vs float32: {matched:.3f} of the top detections matched, median |score "
+        f"difference| {diff:.4f}."
     )
 
-    lines = [
-        "## fc6/fc7 compression: truncated SVD and reduced precision",
-        "",
-        f"Command: `{command_line('bench.bench_compress')}`",
-        "",
+
+def cpu_bf16_note() -> str:
+    """Whether this CPU reports native bfloat16 (``avx512_bf16`` in /proc/cpuinfo)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    bf16_flag = cpuinfo.exists() and "avx512_bf16" in cpuinfo.read_text()
+    return f"CPU `{cpu_model()}` " + (
+        "reports `avx512_bf16`." if bf16_flag else "does not report `avx512_bf16`."
+    )
+
+
+def speed_text(windows: int, repeats: int, default_text: str) -> str:
+    """The paragraph above the speed table."""
+    return (
         f"fc stage (fc6 + ReLU + fc7 + ReLU) on {windows} windows in one pass, median of "
         f"{repeats} call(s) after a warm-up, {torch.get_num_threads()} torch threads. Both fc6 "
         "and fc7 are factorised at the rank shown (`compress_detector_model(model, r, r)`; "
@@ -318,7 +356,29 @@ def run(quick: bool, map_images: int) -> str:
         f"{default_text}; its error column compares with the float32 head on the pooled "
         f"vectors of {windows} windows of a generated image (relative L2 error). Random "
         "weights have a flat singular spectrum, the worst case for truncation; trained "
-        "weights keep more of their energy in the leading singular values.",
+        "weights keep more of their energy in the leading singular values."
+    )
+
+
+def run(quick: bool, map_images: int) -> str:
+    setup_threads()
+    machine = machine_description()
+    repeats = 1 if quick else 3
+    windows = 200 if quick else WINDOWS
+    rows: list[list[Any]] = [] if quick else full_zf5_rows(windows, repeats)
+    count = 2 if quick else 4
+    default_run = prepare_default_model(count)
+    rows += default_model_rows(default_run, windows, repeats)
+    variants = compared_variants(default_run)
+    agreement = agreement_rows(default_run, variants)
+    map_text = map_lines(default_run, variants, map_images)
+    half_text = half_precision_text(default_run)
+    lines = [
+        "## fc6/fc7 compression: truncated SVD and reduced precision",
+        "",
+        f"Command: `{command_line('bench.bench_compress')}`",
+        "",
+        speed_text(windows, repeats, default_run.description),
         "",
         markdown_table(
             ["model", "fc variant", "fc (ms)", "speed-up", "relative error"],
@@ -329,11 +389,11 @@ def run(quick: bool, map_images: int) -> str:
         f"float32 model's top {TOP_PER_IMAGE} detections per image found again (same class, "
         f"IoU >= {MATCH_IOU}) and the median |SVM score difference| of those:",
         "",
-        markdown_table(["variant", "top detections kept", "median score diff"], agreement_rows),
+        markdown_table(["variant", "top detections kept", "median score diff"], agreement),
         *map_text,
         half_text,
         "",
-        " ".join(notes),
+        cpu_bf16_note(),
     ]
     return render_section(lines, machine, quick=quick)
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from app.data.proposals import propose
 from app.inference.detector import STAGES, DetectOptions, Detector, Precision, ScaleMode, ViewMode
+from app.model.config import ProposalConfig
 from app.model.store import SppModel
 from bench.common import (
     BenchImage,
@@ -118,51 +119,40 @@ def classify_ms(model: SppModel, images: list[BenchImage]) -> dict[str, float]:
     return means
 
 
-def run(count: int, full_count: int, quick: bool) -> str:
-    setup_threads()
-    machine = machine_description()
-    model, default_text = default_model()
-    settings = model.manifest.proposals
-    log(f"generating {count} images")
-    with generated_images(count) as images:
-        proposals, proposal_ms = [], []
-        propose(images[0].rgb, settings)  # warm-up (OpenCV's first call)
-        for image in images:
-            start = time.perf_counter()
-            proposals.append(propose(image.rgb, settings))
-            proposal_ms.append((time.perf_counter() - start) * 1e3)
-        log(f"selective search: {np.mean(proposal_ms):.0f} ms per image")
-        rows: list[Breakdown] = []
-        for mode in ("single", "multi"):
-            for precision in PRECISIONS:
-                log(f"default model, {mode}, {precision}")
-                rows.append(
-                    measure("default", model, mode, images, proposals, proposal_ms, precision)
-                )
-        log("default model, classify")
-        classify = classify_ms(model, images)
-        if full_count > 0:
-            del model
-            full = full_zf5_model()
-            for mode in ("single", "multi"):
-                for precision in PRECISIONS:
-                    log(f"full ZF-5, {mode}, {precision}")
-                    rows.append(
-                        measure(
-                            "ZF-5 full (random)",
-                            full,
-                            mode,
-                            images[:full_count],
-                            proposals[:full_count],
-                            proposal_ms,
-                            precision,
-                        )
-                    )
-            full_text = f"ZF-5 full: random weights, {model_summary(full)}."
-        else:
-            full_text = "ZF-5 full: skipped (--quick)."
-        sizes = [f"{im.rgb.shape[1]}x{im.rgb.shape[0]}" for im in images]
+def timed_proposals(
+    images: list[BenchImage], settings: ProposalConfig
+) -> tuple[list[np.ndarray], list[float]]:
+    """Each image's proposals and the milliseconds ``propose`` took, after one warm-up call."""
+    proposals, proposal_ms = [], []
+    propose(images[0].rgb, settings)  # warm-up (OpenCV's first call)
+    for image in images:
+        start = time.perf_counter()
+        proposals.append(propose(image.rgb, settings))
+        proposal_ms.append((time.perf_counter() - start) * 1e3)
+    log(f"selective search: {np.mean(proposal_ms):.0f} ms per image")
+    return proposals, proposal_ms
 
+
+def measure_modes(
+    what: str,
+    label: str,
+    model: SppModel,
+    images: list[BenchImage],
+    proposals: list[np.ndarray],
+    proposal_ms: list[float],
+) -> list[Breakdown]:
+    """:func:`measure` at one and five scales, at each precision (``what`` names the model in
+    the progress log, ``label`` in the table)."""
+    rows = []
+    for mode in ("single", "multi"):
+        for precision in PRECISIONS:
+            log(f"{what}, {mode}, {precision}")
+            rows.append(measure(label, model, mode, images, proposals, proposal_ms, precision))
+    return rows
+
+
+def breakdown_table(rows: list[Breakdown]) -> str:
+    """One table row per measured model, scale mode and precision."""
     table_rows = []
     for row in rows:
         after = row.wall
@@ -180,7 +170,7 @@ def run(count: int, full_count: int, quick: bool) -> str:
                 f"{row.detections:.1f}",
             ]
         )
-    table = markdown_table(
+    return markdown_table(
         [
             "model",
             "scales",
@@ -196,6 +186,53 @@ def run(count: int, full_count: int, quick: bool) -> str:
         table_rows,
         align="lllrrr" + "r" * len(STAGES) + "rrr",
     )
+
+
+@dataclass
+class DetectRun:
+    """What :func:`run` measured, for the text."""
+
+    rows: list[Breakdown]
+    classify: dict[str, float]
+    settings: ProposalConfig
+    default_text: str
+    full_text: str
+    sizes: list[str]
+
+
+def measure_all(count: int, full_count: int) -> DetectRun:
+    """The default model (and the full ZF-5 on ``full_count`` images) on generated images."""
+    model, default_text = default_model()
+    settings = model.manifest.proposals
+    log(f"generating {count} images")
+    with generated_images(count) as images:
+        proposals, proposal_ms = timed_proposals(images, settings)
+        rows = measure_modes("default model", "default", model, images, proposals, proposal_ms)
+        log("default model, classify")
+        classify = classify_ms(model, images)
+        if full_count > 0:
+            del model
+            full = full_zf5_model()
+            rows += measure_modes(
+                "full ZF-5",
+                "ZF-5 full (random)",
+                full,
+                images[:full_count],
+                proposals[:full_count],
+                proposal_ms,
+            )
+            full_text = f"ZF-5 full: random weights, {model_summary(full)}."
+        else:
+            full_text = "ZF-5 full: skipped (--quick)."
+        sizes = [f"{im.rgb.shape[1]}x{im.rgb.shape[0]}" for im in images]
+    return DetectRun(rows, classify, settings, default_text, full_text, sizes)
+
+
+def run(count: int, full_count: int, quick: bool) -> str:
+    setup_threads()
+    machine = machine_description()
+    measured = measure_all(count, full_count)
+    rows, classify, settings = measured.rows, measured.classify, measured.settings
     target = next(
         r for r in rows if (r.model, r.mode, r.precision) == ("default", "single", "float32")
     )
@@ -205,19 +242,19 @@ def run(count: int, full_count: int, quick: bool) -> str:
         "",
         f"Command: `{command_line('bench.bench_detect')}`",
         "",
-        f"{count} generated shapes test images (seed 123; sizes {', '.join(sizes)}), one image "
-        "per `Detector.detect` call, CPU, mean milliseconds per image after one untimed call. "
-        "*proposals* is `app.data.proposals.propose` at the default model's manifest settings "
-        f"(max side {settings.max_side}, at most {settings.max_proposals} proposals, min size "
-        f"{settings.min_size:g}), measured on the same images. The stage columns are "
-        "`DetectionResult.timings_ms`; *detect wall* is the whole `detect` call (stages plus "
-        "box conversion and scale choice), i.e. everything after proposals; "
+        f"{count} generated shapes test images (seed 123; sizes {', '.join(measured.sizes)}), "
+        "one image per `Detector.detect` call, CPU, mean milliseconds per image after one "
+        "untimed call. *proposals* is `app.data.proposals.propose` at the default model's "
+        f"manifest settings (max side {settings.max_side}, at most {settings.max_proposals} "
+        f"proposals, min size {settings.min_size:g}), measured on the same images. The stage "
+        "columns are `DetectionResult.timings_ms`; *detect wall* is the whole `detect` call "
+        "(stages plus box conversion and scale choice), i.e. everything after proposals; "
         "*after / proposals* divides it by the selective-search time.",
         "",
-        f"Default model: {default_text}. {full_text} The full ZF-5 rows use the first "
-        f"{max(full_count, 0)} image(s) only (same proposals).",
+        f"Default model: {measured.default_text}. {measured.full_text} The full ZF-5 rows use "
+        f"the first {max(full_count, 0)} image(s) only (same proposals).",
         "",
-        table,
+        breakdown_table(rows),
         f"Issue target: with the default model at its default settings (one scale), everything "
         f"after proposals takes at most 0.25 of the selective-search time: measured "
         f"{target.wall / target.proposals:.2f} ({verdict}).",

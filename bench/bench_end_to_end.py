@@ -241,7 +241,7 @@ class Setup:
 
 @contextlib.contextmanager
 def build_setup(quick: bool) -> Iterator[Setup]:
-    from app.data.proposals import search_boxes_monolithic
+    from tests.references.selective_search import search_boxes_monolithic
 
     model, description = default_model()
     with contextlib.ExitStack() as stack:

@@ -4,10 +4,11 @@
 * SPP path: ``Detector.pooled_windows``: resize, conv5 once per scale some window chose,
   ``project_windows`` + ``roi_spp``. One scale (688) and five (480 .. 1200, each window picks
   the scale that makes it closest to 224 x 224, docs/model.md §4).
-* R-CNN path: ``app.inference.rcnn.rcnn_window_features``: each window cropped, warped to 224 x 224,
-  conv1..conv5, full-map pyramid pooling. It has no scales (every window is warped to 224), so
-  one measurement serves both rows. It runs on a stated, evenly spaced sample of the windows and
-  is extrapolated linearly to all of them (its cost is the same for every window).
+* R-CNN path: ``rcnn_window_features`` of ``tests/references/rcnn.py``: each window cropped,
+  warped to 224 x 224, conv1..conv5, full-map pyramid pooling. It has no scales (every window
+  is warped to 224), so one measurement serves both rows. It runs on a stated, evenly spaced
+  sample of the windows and is extrapolated linearly to all of them (its cost is the same for
+  every window).
 * fc6/fc7 on the 2000 pooled vectors (one GEMM each): the same work on both paths, measured
   once and added to both totals, as the paper does (its 102x and 38x include fc).
 
@@ -28,7 +29,6 @@ import torch
 
 from app.data.proposals import propose
 from app.inference.detector import Detector
-from app.inference.rcnn import WARP_SIZE, rcnn_window_features
 from app.model.store import SppModel
 from app.ops.boxes import choose_scale_per_window
 from app.ops.spp import spatial_pyramid_pool
@@ -49,6 +49,7 @@ from bench.common import (
     setup_threads,
     time_ms,
 )
+from tests.references.rcnn import WARP_SIZE, rcnn_window_features
 
 SECTION = "bench_features"
 
@@ -100,9 +101,31 @@ def time_rcnn(
     return total - pool, pool
 
 
-def run(quick: bool) -> str:
-    setup_threads()
-    machine = machine_description()
+@dataclass
+class Setup:
+    """The model, the image and the windows both paths run on."""
+
+    model: SppModel
+    model_text: str
+    repeats: int
+    detector: Detector
+    image: np.ndarray
+    boxes: torch.Tensor  # [count, 4]
+    sample: np.ndarray  # [len(sample), 4], the R-CNN path's evenly spaced sample
+    from_ss: int  # windows that are selective-search proposals
+
+    @property
+    def count(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def factor(self) -> float:
+        """R-CNN extrapolation: all windows over the sample."""
+        return self.count / len(self.sample)
+
+
+def make_setup(quick: bool) -> Setup:
+    """A small random model (quick) or the full ZF-5, the photo, its windows and the sample."""
     if quick:
         model, _ = default_model()
         model_text = f"**--quick smoke run** on a small random model ({model_summary(model)})"
@@ -117,37 +140,55 @@ def run(quick: bool) -> str:
     proposals = propose(image)
     windows = exactly_n_windows(proposals, count, height, width)
     from_ss = min(len(proposals), count)
-    boxes = torch.from_numpy(windows)
     sample = windows[:: max(1, count // sample_size)][:sample_size]
+    boxes = torch.from_numpy(windows)
+    return Setup(model, model_text, repeats, detector, image, boxes, sample, from_ss)
 
+
+def measure_paths(setup: Setup) -> tuple[dict[str, PathTimes], PathTimes]:
+    """SPP-net at one and five scales, and the R-CNN path extrapolated, fc6/fc7 on both."""
+    model, image, boxes, sample, repeats = (
+        setup.model,
+        setup.image,
+        setup.boxes,
+        setup.sample,
+        setup.repeats,
+    )
+    detector = setup.detector
     log("warm-up (numba load, allocator)")
     detector.pooled_windows(image, boxes[:8], detector.scales_for("single"))
     rcnn_window_features(model, image, sample)
-
     results: dict[str, PathTimes] = {}
-    used_scales: dict[str, list[int]] = {}
     pooled = torch.empty(0)
     for mode in ("single", "multi"):
         log(f"SPP path, {mode} scale")
         conv, pool, used, pooled = time_spp(
             detector, image, boxes, detector.scales_for(mode), repeats
         )
-        used_scales[mode] = used
         results[f"spp-{mode}"] = PathTimes(conv, pool, 0.0, scales=", ".join(map(str, used)))
-    log(f"fc6/fc7 on {count} windows")
+    log(f"fc6/fc7 on {setup.count} windows")
     with torch.inference_mode():
         fc_ms = time_ms(lambda: model.net.det_head(pooled), repeats, warmup=1)
     log(f"R-CNN path on {len(sample)} windows")
     rcnn_conv, rcnn_pool = time_rcnn(model, image, sample, repeats)
-    factor = count / len(sample)
+    factor = setup.factor
     rcnn = PathTimes(rcnn_conv * factor, rcnn_pool * factor, fc_ms, scales="warp to 224")
     for key in results:
         results[key].fc = fc_ms
+    return results, rcnn
 
-    multi = detector.scales_for("multi")
-    picks = choose_scale_per_window(boxes, multi, min(height, width)).bincount(minlength=len(multi))
-    choice_counts = ", ".join(f"{s}: {int(n)}" for s, n in zip(multi, picks, strict=True))
 
+def scale_choice_counts(setup: Setup) -> str:
+    """How many windows pick each scale in 5-scale mode, e.g. ``480: 12, 576: 30, ...``."""
+    multi = setup.detector.scales_for("multi")
+    height, width = setup.image.shape[:2]
+    picks = choose_scale_per_window(setup.boxes, multi, min(height, width))
+    counts = picks.bincount(minlength=len(multi))
+    return ", ".join(f"{s}: {int(n)}" for s, n in zip(multi, counts, strict=True))
+
+
+def comparison_table(setup: Setup, results: dict[str, PathTimes], rcnn: PathTimes) -> str:
+    """Per setting, the SPP-net row and the R-CNN row with the ratios."""
     rows = []
     for label, key in (("1 scale (688)", "spp-single"), ("5 scales", "spp-multi")):
         spp = results[key]
@@ -167,7 +208,7 @@ def run(quick: bool) -> str:
         rows.append(
             [
                 label,
-                f"R-CNN style (~, {len(sample)} of {count} windows x {factor:g})",
+                f"R-CNN style (~, {len(setup.sample)} of {setup.count} windows x {setup.factor:g})",
                 rcnn.scales,
                 f"~{fmt_ms(rcnn.conv)}",
                 f"~{fmt_ms(rcnn.pooling)}",
@@ -177,7 +218,7 @@ def run(quick: bool) -> str:
                 f"{rcnn.features / spp.features:.0f}x",
             ]
         )
-    table = markdown_table(
+    return markdown_table(
         [
             "setting",
             "path",
@@ -192,37 +233,57 @@ def run(quick: bool) -> str:
         rows,
         align="llrrrrrrr",
     )
+
+
+def targets_text(results: dict[str, PathTimes], rcnn: PathTimes) -> str:
+    """The measured ratios next to the issue's targets."""
     single, multi_t = results["spp-single"], results["spp-multi"]
-    targets = (
+    return (
         f"Issue targets (paper: 102x at one scale, 38x at five, fc included): >= 100x at one "
         f"scale, >= 30x at five. Measured, fc included: "
         f"{rcnn.total / single.total:.1f}x and {rcnn.total / multi_t.total:.1f}x; "
         f"conv + pooling only: {rcnn.features / single.features:.0f}x and "
         f"{rcnn.features / multi_t.features:.0f}x."
     )
+
+
+def setup_text(setup: Setup) -> str:
+    """The paragraph saying what was measured on what."""
+    height, width = setup.image.shape[:2]
+    count, from_ss = setup.count, setup.from_ss
+    return (
+        f"Model: {setup.model_text}; speed does not depend on the weights. Image: "
+        f"scikit-image's `chelsea` photo resized to {width} x {height}; {count} windows: its "
+        f"{from_ss} selective-search proposals (max side 500) plus {count - from_ss} random "
+        f"selective-search-like windows; the same windows on both paths. "
+        f"Milliseconds per image, median of {setup.repeats} run(s), "
+        f"{torch.get_num_threads()} torch threads. *conv* is resize + conv5 for SPP-net and "
+        "warp + conv1..conv5 for R-CNN; *pooling* is `roi_spp` (SPP-net) or full-map pyramid "
+        "pooling of each warped window (R-CNN). The R-CNN path ran on an evenly spaced sample "
+        f"of {len(setup.sample)} windows and is extrapolated linearly (marked ~): every window "
+        "costs the same conv pass at 224 x 224, so the extrapolation is exact up to noise. It "
+        "has no scales, so the same R-CNN numbers stand against both SPP-net settings. "
+        f"fc6/fc7 on {count} pooled vectors is measured once and counted on both sides."
+    )
+
+
+def run(quick: bool) -> str:
+    setup_threads()
+    machine = machine_description()
+    setup = make_setup(quick)
+    results, rcnn = measure_paths(setup)
     lines = [
         "## Feature extraction: SPP-net vs R-CNN style, full ZF-5",
         "",
         f"Command: `{command_line('bench.bench_features')}`",
         "",
-        f"Model: {model_text}; speed does not depend on the weights. Image: scikit-image's "
-        f"`chelsea` photo resized to {width} x {height}; {count} windows: its {from_ss} "
-        f"selective-search proposals (max side 500) plus {count - from_ss} random "
-        f"selective-search-like windows; the same windows on both paths. "
-        f"Milliseconds per image, median of {repeats} run(s), {torch.get_num_threads()} torch "
-        "threads. *conv* is resize + conv5 for SPP-net and warp + conv1..conv5 for R-CNN; "
-        "*pooling* is `roi_spp` (SPP-net) or full-map pyramid pooling of each warped window "
-        "(R-CNN). The R-CNN path ran on an evenly spaced sample of "
-        f"{len(sample)} windows and is extrapolated linearly (marked ~): every window costs the "
-        "same conv pass at 224 x 224, so the extrapolation is exact up to noise. It has no "
-        "scales, so the same R-CNN numbers stand against both SPP-net settings. fc6/fc7 on "
-        f"{count} pooled vectors is measured once and counted on both sides.",
+        setup_text(setup),
         "",
-        table,
-        targets,
+        comparison_table(setup, results, rcnn),
+        targets_text(results, rcnn),
         "",
         f"Windows per scale in 5-scale mode (each picks the scale closest to 224 x 224): "
-        f"{choice_counts}; conv5 ran only at the scales listed.",
+        f"{scale_choice_counts(setup)}; conv5 ran only at the scales listed.",
         "",
         "On a CPU, fc6/fc7 for 2000 windows (about 2 x 2000 x (12800 x 4096 + 4096 x 4096) = "
         "277 GFLOP) costs several times the 688-scale conv5 (about 31 GFLOP), so it dominates "

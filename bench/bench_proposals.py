@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.data.proposals import propose, search_boxes, search_boxes_monolithic
+from app.data.proposals import propose, search_boxes
 from app.evaluation.recall import proposal_recall
 from app.model.config import ProposalConfig
 from bench.common import (
+    BenchImage,
     SizeOption,
     command_line,
     generated_images,
@@ -44,6 +45,7 @@ from bench.common import (
     report,
     setup_threads,
 )
+from tests.references.selective_search import search_boxes_monolithic
 
 SECTION = "bench_proposals"
 SIDES = (300, 400, 500, 0)  # 0 = full size
@@ -107,46 +109,53 @@ def cap_order_table(images: list[np.ndarray], gt: list[np.ndarray], mono_calls: 
     return f"{sizes} proposals per image before the cap.\n\n{table}"
 
 
-def run(count: int, parallel_count: int, quick: bool) -> str:
-    setup_threads()
-    machine = machine_description()
+def time_sides(images: list[BenchImage]) -> dict[int, SideResult]:
+    """``propose`` at every longest side of :data:`SIDES`, interleaved image by image."""
     results = {side: SideResult(side) for side in SIDES}
-    log(f"generating {count} images")
-    with generated_images(count) as images:
-        propose(images[0].rgb)  # warm-up
-        for index, image in enumerate(images):
-            for side in SIDES:
-                config = ProposalConfig(max_side=side)
-                start = time.perf_counter()
-                boxes = propose(image.rgb, config)
-                results[side].seconds.append(time.perf_counter() - start)
-                results[side].proposals.append(boxes)
-            log(f"  image {index + 1}/{count}")
-        gt = [image.gt_boxes for image in images]
-        log("cap order: merge order vs monolithic order")
-        cap_order = cap_order_table([i.rgb for i in images], gt, 1 if quick else MONO_CALLS)
-        for result in results.values():
-            recall = proposal_recall(result.proposals, gt, (0.5, 0.7))
-            result.recall = dict(recall.recall)
-        num_gt = sum(len(g) for g in gt)
-        sizes = [max(image.rgb.shape[:2]) for image in images]
-        batch = [image.rgb for image in images[:parallel_count]]
+    propose(images[0].rgb)  # warm-up
+    for index, image in enumerate(images):
+        for side in SIDES:
+            config = ProposalConfig(max_side=side)
+            start = time.perf_counter()
+            boxes = propose(image.rgb, config)
+            results[side].seconds.append(time.perf_counter() - start)
+            results[side].proposals.append(boxes)
+        log(f"  image {index + 1}/{len(images)}")
+    return results
 
-        log(f"parallel: {len(batch)} images")
-        sequential = _throughput(batch, None)
-        import cv2
 
-        cv2.setNumThreads(1)
-        sequential_one = _throughput(batch, None)
-        cv2.setNumThreads(WORKERS)
-        with ThreadPoolExecutor(WORKERS) as threads:
-            list(threads.map(_propose_default, batch[:WORKERS]))  # warm-up
-            threaded = _throughput(batch, threads)
-        context = mp.get_context("spawn")
-        with ProcessPoolExecutor(WORKERS, mp_context=context, initializer=_init_worker) as procs:
-            list(procs.map(_propose_default, batch[:WORKERS]))  # start-up and imports
-            processes = _throughput(batch, procs)
+@dataclass
+class Throughputs:
+    """Images per second of ``propose`` over a batch: in this process and on pools."""
 
+    images: int
+    sequential: float
+    sequential_one: float  # OpenCV limited to 1 thread
+    threaded: float
+    processes: float
+
+
+def parallel_throughputs(batch: list[np.ndarray]) -> Throughputs:
+    """Several images at once: sequentially (OpenCV 2 and 1 threads), on threads, on processes."""
+    log(f"parallel: {len(batch)} images")
+    sequential = _throughput(batch, None)
+    import cv2
+
+    cv2.setNumThreads(1)
+    sequential_one = _throughput(batch, None)
+    cv2.setNumThreads(WORKERS)
+    with ThreadPoolExecutor(WORKERS) as threads:
+        list(threads.map(_propose_default, batch[:WORKERS]))  # warm-up
+        threaded = _throughput(batch, threads)
+    context = mp.get_context("spawn")
+    with ProcessPoolExecutor(WORKERS, mp_context=context, initializer=_init_worker) as procs:
+        list(procs.map(_propose_default, batch[:WORKERS]))  # start-up and imports
+        processes = _throughput(batch, procs)
+    return Throughputs(len(batch), sequential, sequential_one, threaded, processes)
+
+
+def sides_table(results: dict[int, SideResult]) -> str:
+    """Recall, proposal count and time per longest side."""
     full = results[0]
     rows = []
     for result in results.values():
@@ -161,7 +170,7 @@ def run(count: int, parallel_count: int, quick: bool) -> str:
                 f"{np.mean(result.seconds) / np.mean(full.seconds):.2f}",
             ]
         )
-    table = markdown_table(
+    return markdown_table(
         [
             "longest side",
             "recall @0.5",
@@ -173,6 +182,11 @@ def run(count: int, parallel_count: int, quick: bool) -> str:
         ],
         rows,
     )
+
+
+def best_side_text(results: dict[int, SideResult]) -> str:
+    """The cheapest side within one recall point of full size, against the default."""
+    full = results[0]
     within = [
         r for r in results.values() if all(r.recall[t] >= full.recall[t] - 0.01 for t in (0.5, 0.7))
     ]
@@ -183,19 +197,53 @@ def run(count: int, parallel_count: int, quick: bool) -> str:
         if best.side == default_side
         else f"suggests {best.label} instead of the default {default_side}"
     )
-    parallel_table = markdown_table(
+    return (
+        f"Cheapest side within one point of full size at both IoU 0.5 and 0.7: **{best.label}**;"
+        f" this {verdict} (`ProposalConfig.max_side` = {default_side})."
+    )
+
+
+def throughput_table(measured: Throughputs) -> str:
+    """Images per second of each mode and its ratio to the sequential run."""
+    sequential = measured.sequential
+    return markdown_table(
         ["mode", "images/s", "vs sequential"],
         [
             ["sequential (this process, OpenCV 2 threads)", f"{sequential:.2f}", "1.00x"],
             [
                 "sequential (this process, OpenCV 1 thread)",
-                f"{sequential_one:.2f}",
-                f"{sequential_one / sequential:.2f}x",
+                f"{measured.sequential_one:.2f}",
+                f"{measured.sequential_one / sequential:.2f}x",
             ],
-            [f"{WORKERS} threads", f"{threaded:.2f}", f"**{threaded / sequential:.2f}x**"],
-            [f"{WORKERS} processes", f"{processes:.2f}", f"**{processes / sequential:.2f}x**"],
+            [
+                f"{WORKERS} threads",
+                f"{measured.threaded:.2f}",
+                f"**{measured.threaded / sequential:.2f}x**",
+            ],
+            [
+                f"{WORKERS} processes",
+                f"{measured.processes:.2f}",
+                f"**{measured.processes / sequential:.2f}x**",
+            ],
         ],
     )
+
+
+def run(count: int, parallel_count: int, quick: bool) -> str:
+    setup_threads()
+    machine = machine_description()
+    log(f"generating {count} images")
+    with generated_images(count) as images:
+        results = time_sides(images)
+        gt = [image.gt_boxes for image in images]
+        log("cap order: merge order vs monolithic order")
+        cap_order = cap_order_table([i.rgb for i in images], gt, 1 if quick else MONO_CALLS)
+        for result in results.values():
+            recall = proposal_recall(result.proposals, gt, (0.5, 0.7))
+            result.recall = dict(recall.recall)
+        num_gt = sum(len(g) for g in gt)
+        sizes = [max(image.rgb.shape[:2]) for image in images]
+        parallel = parallel_throughputs([image.rgb for image in images[:parallel_count]])
     lines = [
         "## Proposals: selective search recall and cost vs longest side; parallel images",
         "",
@@ -209,9 +257,8 @@ def run(count: int, parallel_count: int, quick: bool) -> str:
         "at most the setting runs at full size, so 500 and full differ only on images "
         "longer than 500 px.",
         "",
-        table,
-        f"Cheapest side within one point of full size at both IoU 0.5 and 0.7: **{best.label}**;"
-        f" this {verdict} (`ProposalConfig.max_side` = {default_side}).",
+        sides_table(results),
+        best_side_text(results),
         "",
         f"Cap order at the default settings (max side {ProposalConfig().max_side}, min size "
         f"{ProposalConfig().min_size:g}): recall of the first `cap` proposals in the parallel "
@@ -219,10 +266,10 @@ def run(count: int, parallel_count: int, quick: bool) -> str:
         f"own random order (mean of {1 if quick else MONO_CALLS} calls; the order the service "
         "used before). " + cap_order,
         "",
-        f"Several images at once ({len(batch)} images at the default side, pool start-up "
+        f"Several images at once ({parallel.images} images at the default side, pool start-up "
         "excluded; each pool worker runs OpenCV with 1 thread, the sequential run with 2):",
         "",
-        parallel_table,
+        throughput_table(parallel),
         "The two sequential rows show how much selective search itself uses a second core; "
         "the pools can only gain what the other job on the machine leaves free (see the load "
         "average below), so on a busy machine their ratio understates an idle one.",

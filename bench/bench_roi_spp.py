@@ -27,7 +27,9 @@ Windows mimic selective search at scale 688: the square root of the area log-uni
 conv5 cells with ``project_windows``. One warm-up call comes first (it compiles or loads the
 numba cache; its time is reported separately).
 
-    .venv/bin/python bench/bench_roi_spp.py [--write BENCHMARKS.md] [--rounds 7] [--busy 0]
+    .venv/bin/python -m bench.bench_roi_spp [--write BENCHMARKS.md] [--rounds 7] [--busy 0]
+
+(from the repository root: the reference loop is imported from ``tests/references``).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ import torchvision
 from torch import Tensor
 from torchvision.ops import roi_pool
 
-from app.ops.spp import DEFAULT_LEVELS, project_windows, roi_spp, roi_spp_reference
+from app.ops.spp import DEFAULT_LEVELS, project_windows, roi_spp
+from tests.references.roi_spp import roi_spp_reference
 
 START_MARKER = "<!-- bench_roi_spp:start -->"
 END_MARKER = "<!-- bench_roi_spp:end -->"
@@ -309,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.busy < 0:
         parser.error("expected --rounds >= 1 and --busy >= 0")
-    command = " ".join(["python bench/bench_roi_spp.py", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python -m bench.bench_roi_spp", *(sys.argv[1:] if argv is None else argv)])
     rows, first_call_ms, machine = run(args.rounds, args.busy, args.seed)
     section = render(rows, first_call_ms, machine, command, args.busy)
     print(section)

@@ -39,7 +39,6 @@ from app.data.selective_search import (
     create_pool,
     fast_mode_jobs,
     job_rects,
-    opencv_fast_selective_search,
     selective_search_parallel,
 )
 from app.evaluation.recall import best_proposal_iou
@@ -56,6 +55,7 @@ from bench.common import (
     report,
     setup_threads,
 )
+from tests.references.selective_search import opencv_fast_selective_search
 
 SECTION = "bench_selective_search"
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle")

@@ -228,77 +228,110 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
 
 
-def run(duration_s: float, levels: tuple[int, ...], quick: bool) -> str:
-    machine = machine_description()
-    header = [
-        "## HTTP service under bounded loopback load",
-        "",
-        f"Command: `{command_line('bench.bench_service')}`",
-        "",
-    ]
-    if quick:
-        header.insert(2, "**--quick smoke run: not a result.**\n")
-    if not (REPO_ROOT / "app" / "main.py").is_file():
-        return "\n".join([*header, "Skipped: app/main.py is not there yet."]) + "\n"
-    with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp_dir:
-        tmp = Path(tmp_dir)
-        store, name, model_text = prepare_store(tmp)
-        with generated_images(1) as images:
-            image = images[0]
-            ok, jpeg = cv2.imencode(".jpg", image.rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-            assert ok
-            image_bytes = jpeg.tobytes()
-            size = f"{image.rgb.shape[1]} x {image.rgb.shape[0]}"
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "MODEL_NAME": name,
-            "MODEL_STORE": str(store),
-            "DEVICE": "cpu",
-            "LOG_LEVEL": "WARNING",
-            # Every request posts the same image: with the proposal cache on, all but the
-            # first would skip selective search. Off, each request pays the whole pipeline.
-            "PROPOSAL_CACHE_SIZE": "0",
-        }
-        log_path = tmp / "server.log"
-        with log_path.open("wb") as server_log:
-            command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
-            command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
-            log(f"starting {' '.join(command)}")
-            process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT
-            )
-            sampler: RssSampler | None = None
-            try:
-                started = time.perf_counter()
-                ready = wait_ready(base, process, READY_TIMEOUT_S)
-                ready_s = time.perf_counter() - started
-                sampler = RssSampler(process.pid).start()
-                idle_rss = tree_rss_mib(process.pid)
-                log("warm-up: 2 sequential requests")
-                asyncio.run(load(f"{base}/detect", image_bytes, 1, 0.01))
-                asyncio.run(load(f"{base}/detect", image_bytes, 1, 0.01))
-                results = []
-                for concurrency in levels:
-                    log(f"concurrency {concurrency} for {duration_s:.0f} s")
-                    sampler.reset()
-                    result = asyncio.run(
-                        load(f"{base}/detect", image_bytes, concurrency, duration_s)
-                    )
-                    result.peak_rss_mib = sampler.peak()
-                    results.append(result)
-                overall_peak = max(r.peak_rss_mib for r in results)
-            except RuntimeError as exc:
-                stop_server(process)
-                tail = log_path.read_text(errors="replace")[-3000:]
-                return "\n".join([*header, f"Failed: {exc}.", "", "```", tail, "```"]) + "\n"
-            finally:
-                if sampler is not None:
-                    sampler.stop()
-                stop_server(process)
+def request_image() -> tuple[bytes, str]:
+    """One generated shapes image as JPEG bytes (quality 90), and its size ``"W x H"``."""
+    with generated_images(1) as images:
+        image = images[0]
+        ok, jpeg = cv2.imencode(".jpg", image.rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        return jpeg.tobytes(), f"{image.rgb.shape[1]} x {image.rgb.shape[0]}"
 
-    sequential = results[0].throughput if results and results[0].concurrency == 1 else 0.0
+
+def server_env(name: str, store: Path) -> dict[str, str]:
+    """The server's environment: this process's, plus the model and the bench settings."""
+    return {
+        **os.environ,
+        "MODEL_NAME": name,
+        "MODEL_STORE": str(store),
+        "DEVICE": "cpu",
+        "LOG_LEVEL": "WARNING",
+        # Every request posts the same image: with the proposal cache on, all but the
+        # first would skip selective search. Off, each request pays the whole pipeline.
+        "PROPOSAL_CACHE_SIZE": "0",
+    }
+
+
+@dataclass
+class ServerRun:
+    """What one server run measured: start-up, memory, one load result per level."""
+
+    ready_s: float
+    ready: dict[str, str]
+    idle_rss: float
+    results: list[LoadResult]
+
+    @property
+    def overall_peak(self) -> float:
+        return max(r.peak_rss_mib for r in self.results)
+
+
+def measure_levels(
+    base: str,
+    process: subprocess.Popen[bytes],
+    image_bytes: bytes,
+    levels: tuple[int, ...],
+    duration_s: float,
+) -> ServerRun:
+    """Wait for the server, warm it up, then load it at each concurrency level in turn."""
+    sampler: RssSampler | None = None
+    try:
+        started = time.perf_counter()
+        ready = wait_ready(base, process, READY_TIMEOUT_S)
+        ready_s = time.perf_counter() - started
+        sampler = RssSampler(process.pid).start()
+        idle_rss = tree_rss_mib(process.pid)
+        log("warm-up: 2 sequential requests")
+        asyncio.run(load(f"{base}/detect", image_bytes, 1, 0.01))
+        asyncio.run(load(f"{base}/detect", image_bytes, 1, 0.01))
+        results = []
+        for concurrency in levels:
+            log(f"concurrency {concurrency} for {duration_s:.0f} s")
+            sampler.reset()
+            result = asyncio.run(load(f"{base}/detect", image_bytes, concurrency, duration_s))
+            result.peak_rss_mib = sampler.peak()
+            results.append(result)
+        return ServerRun(ready_s, ready, idle_rss, results)
+    finally:
+        if sampler is not None:
+            sampler.stop()
+
+
+def serve_and_measure(
+    tmp: Path,
+    store: Path,
+    name: str,
+    image_bytes: bytes,
+    levels: tuple[int, ...],
+    duration_s: float,
+) -> ServerRun | str:
+    """Start ``uvicorn app.main:app`` on a free loopback port and measure it; on a failure, the
+    reason and the end of the server's log (Markdown lines)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp / "server.log"
+    with log_path.open("wb") as server_log:
+        command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+        log(f"starting {' '.join(command)}")
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=server_env(name, store),
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            return measure_levels(base, process, image_bytes, levels, duration_s)
+        except RuntimeError as exc:
+            stop_server(process)
+            tail = log_path.read_text(errors="replace")[-3000:]
+            return "\n".join([f"Failed: {exc}.", "", "```", tail, "```"])
+        finally:
+            stop_server(process)
+
+
+def results_table(results: list[LoadResult], sequential: float) -> str:
+    """One row per concurrency level: throughput, its ratio, latency, statuses, memory."""
     rows = []
     for r in results:
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r.statuses.items()))
@@ -316,7 +349,7 @@ def run(duration_s: float, levels: tuple[int, ...], quick: bool) -> str:
                 f"{r.peak_rss_mib:.0f}",
             ]
         )
-    table = markdown_table(
+    return markdown_table(
         [
             "concurrency",
             "seconds",
@@ -331,31 +364,58 @@ def run(duration_s: float, levels: tuple[int, ...], quick: bool) -> str:
         rows,
         align="rrrrrrrlr",
     )
+
+
+def target_text(results: list[LoadResult], sequential: float) -> str:
+    """The issue's concurrency-4 target against the measured ratio ("" when not measured)."""
     four = next((r for r in results if r.concurrency == 4), None)
-    target = (
+    return (
         f"Issue target: throughput at concurrency 4 >= 1.7x the sequential rate on 2 cores: "
         f"measured {four.throughput / sequential:.2f}x "
         f"({'met' if four.throughput / sequential >= 1.7 else 'NOT met'})."
         if four is not None and sequential
         else ""
     )
+
+
+def run(duration_s: float, levels: tuple[int, ...], quick: bool) -> str:
+    machine = machine_description()
+    header = [
+        "## HTTP service under bounded loopback load",
+        "",
+        f"Command: `{command_line('bench.bench_service')}`",
+        "",
+    ]
+    if quick:
+        header.insert(2, "**--quick smoke run: not a result.**\n")
+    if not (REPO_ROOT / "app" / "main.py").is_file():
+        return "\n".join([*header, "Skipped: app/main.py is not there yet."]) + "\n"
+    with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        store, name, model_text = prepare_store(tmp)
+        image_bytes, size = request_image()
+        measured = serve_and_measure(tmp, store, name, image_bytes, levels, duration_s)
+    if isinstance(measured, str):
+        return "\n".join([*header, measured]) + "\n"
+    results = measured.results
+    sequential = results[0].throughput if results and results[0].concurrency == 1 else 0.0
     lines = [
         *header,
         f"Model: {model_text}; served by `uvicorn app.main:app` (one process, the service's "
-        f"default settings, `DEVICE=cpu`), ready after {ready_s:.1f} s "
-        f"(`/readyz` model: {ready.get('model')}). Each request posts the same generated shapes "
-        f"image ({size}, JPEG, {len(image_bytes) / 1024:.0f} KiB) to `/detect` (JSON, default "
-        f"options, `PROPOSAL_CACHE_SIZE=0`, so selective search runs on every request); "
-        f"{duration_s:.0f} s per "
+        f"default settings, `DEVICE=cpu`), ready after {measured.ready_s:.1f} s "
+        f"(`/readyz` model: {measured.ready.get('model')}). Each request posts the same "
+        f"generated shapes image ({size}, JPEG, {len(image_bytes) / 1024:.0f} KiB) to `/detect` "
+        f"(JSON, default options, `PROPOSAL_CACHE_SIZE=0`, so selective search runs on every "
+        f"request); {duration_s:.0f} s per "
         "concurrency level after 2 warm-up requests, over loopback from one asyncio `httpx` "
         "client in this process. Latency percentiles are over the 200 responses.",
         "",
-        table,
-        target,
+        results_table(results, sequential),
+        target_text(results, sequential),
         "",
-        f"Memory: {idle_rss:.0f} MiB resident when ready (before any request); peak "
-        f"{overall_peak:.0f} MiB under load (VmRSS of the server process and its children, "
-        "sampled every 100 ms).",
+        f"Memory: {measured.idle_rss:.0f} MiB resident when ready (before any request); peak "
+        f"{measured.overall_peak:.0f} MiB under load (VmRSS of the server process and its "
+        "children, sampled every 100 ms).",
         "",
         "The client shares the 2 cores with the server (and with whatever else runs, see the "
         "load average); on an idle machine the server has more of them.",

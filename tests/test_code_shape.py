@@ -1,4 +1,7 @@
-"""The package keeps the shape docs/architecture.md promises: short functions, classes of one idea.
+"""The code keeps the shape docs/architecture.md promises: short functions, classes of one idea.
+
+It covers the package (app/), the benchmark scripts (bench/) and any Python script under
+deploy/ (a ``.py`` file, or a file whose first line names Python).
 
 A function longer than ``MAX_FUNCTION_LINES`` or a class longer than ``MAX_CLASS_LINES`` needs
 its reason written next to it: a comment starting ``# long:`` on its ``def``/``class`` line or
@@ -12,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-APP = Path(__file__).resolve().parents[1] / "app"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Folders whose Python files keep the shape.
+CHECKED_FOLDERS = ("app", "bench", "deploy")
 MAX_FUNCTION_LINES = 80
 MAX_CLASS_LINES = 250
 REASON_MARK = "# long:"
@@ -52,8 +57,42 @@ def test_checker_flags_a_long_function_and_accepts_a_reason() -> None:
     assert oversized(short, "m.py") == []
 
 
-@pytest.mark.parametrize(
-    "path", sorted(APP.rglob("*.py")), ids=lambda p: str(p.relative_to(APP.parent))
-)
+def is_python(path: Path) -> bool:
+    """A ``.py`` file, or an executable-style script whose ``#!`` line names Python."""
+    if path.suffix == ".py":
+        return True
+    if path.suffix or not path.is_file():
+        return False
+    with path.open("rb") as file:
+        first = file.readline(200)
+    return first.startswith(b"#!") and b"python" in first
+
+
+def python_files(root: Path = REPO_ROOT) -> list[Path]:
+    """Every Python file under :data:`CHECKED_FOLDERS` of ``root``."""
+    return sorted(
+        path
+        for folder in CHECKED_FOLDERS
+        for path in (root / folder).rglob("*")
+        if "__pycache__" not in path.parts and is_python(path)
+    )
+
+
+def test_the_checked_files_include_bench_and_python_scripts_under_deploy(tmp_path: Path) -> None:
+    for relative, text in {
+        "app/a.py": "",
+        "bench/b.py": "",
+        "deploy/tool": "#!/usr/bin/env python3\n",
+        "deploy/run.sh": "#!/bin/sh\n",
+        "deploy/notes": "text\n",
+    }.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+    found = {str(p.relative_to(tmp_path)) for p in python_files(tmp_path)}
+    assert found == {"app/a.py", "bench/b.py", "deploy/tool"}
+    assert any(p.parts[-2] == "bench" for p in python_files())
+
+
+@pytest.mark.parametrize("path", python_files(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_functions_and_classes_stay_short(path: Path) -> None:
-    assert oversized(path.read_text(), str(path.relative_to(APP.parent))) == []
+    assert oversized(path.read_text(), str(path.relative_to(REPO_ROOT))) == []

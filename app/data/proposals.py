@@ -19,9 +19,9 @@ Every step keeps the order and the cap comes last, so the proposals at cap ``c``
 first ``c`` of the uncapped list (:func:`search_boxes` then :func:`cap_proposals`): a cache may
 store the uncapped list and serve any cap from it.
 
-:func:`propose_monolithic` (:func:`search_boxes_monolithic` before the cap) is the reference
-the parallel search replaced: one OpenCV call in OpenCV's own unseeded order, so its capped set
-changes from call to call (benchmarks only).
+The reference the parallel search replaced, one OpenCV call in OpenCV's own unseeded order (its
+capped set changes from call to call), is ``tests/references/selective_search.py``; the tests
+and benchmarks compare with it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.data.selective_search import opencv_fast_selective_search, selective_search_parallel
+from app.data.selective_search import selective_search_parallel
 from app.model.config import ProposalConfig
 
 #: Names the search and its order; part of every cache key of proposals (on disk and in
@@ -175,25 +175,3 @@ def propose(
     config = config or ProposalConfig()
     cap = proposal_cap(config, max_proposals)
     return cap_proposals(search_boxes(image_rgb, config, workers=workers), config, cap)
-
-
-def search_boxes_monolithic(image_rgb: np.ndarray, config: ProposalConfig) -> np.ndarray:
-    """:func:`search_boxes` with one monolithic ``switchToSelectiveSearchFast().process()`` call
-    in this process instead of the parallel jobs: the same set, in OpenCV's own unseeded order,
-    which changes from call to call. The reference of the benchmarks."""
-    search = search_image(image_rgb, config)
-    boxes = opencv_fast_selective_search(search.bgr, channel_order="bgr")
-    return boxes_in_original_frame(search, boxes, config)
-
-
-def propose_monolithic(
-    image_rgb: np.ndarray,
-    config: ProposalConfig | None = None,
-    max_proposals: int | None = None,
-) -> np.ndarray:
-    """:func:`propose` through :func:`search_boxes_monolithic`: the same set before the cap, so
-    the capped set and the order change from call to call (benchmarks only); same arguments
-    and result as :func:`propose`."""
-    config = config or ProposalConfig()
-    cap = proposal_cap(config, max_proposals)
-    return cap_proposals(search_boxes_monolithic(image_rgb, config), config, cap)

@@ -216,27 +216,6 @@ def run_job(
     return boxes_from_rects(job_rects(bgr, job))
 
 
-def opencv_fast_selective_search(
-    image: np.ndarray, *, channel_order: ChannelOrder = "rgb"
-) -> np.ndarray:
-    """The reference: one ``switchToSelectiveSearchFast().process()`` call, OpenCV's own
-    (unseeded, irreproducible) order.
-
-    Args:
-        image (ndarray[H, W, 3] uint8): the image, channels in ``channel_order``.
-
-    Returns:
-        ndarray[N, 4] float32: unique boxes ``[x1, y1, x2, y2]``, inclusive pixel extents.
-    """
-    bgr = _as_bgr(image, channel_order)
-    if bgr.shape[0] == 0 or bgr.shape[1] == 0:
-        return np.zeros((0, 4), dtype=np.float32)
-    search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
-    search.setBaseImage(bgr)
-    search.switchToSelectiveSearchFast()
-    return boxes_from_rects(np.asarray(search.process(), dtype=np.int32).reshape(-1, 4))
-
-
 def merge_job_rects(per_job: Sequence[np.ndarray], max_proposals: int | None) -> np.ndarray:
     """Merge the jobs' rectangles in the module's deterministic order, drop repeats, cap.
 
@@ -311,7 +290,7 @@ def selective_search_parallel(
 ) -> np.ndarray:
     """Selective search (OpenCV's fast mode) as parallel jobs, merged deterministically.
 
-    Before the cap the boxes equal, as a set, those of :func:`opencv_fast_selective_search`;
+    Before the cap the boxes equal, as a set, those of one monolithic OpenCV call;
     the order is the module's merge order (module docstring), the same for any ``workers``.
 
     Args:

@@ -28,7 +28,6 @@ from app.inference.classify import (
     detection_probabilities,
     full_image_probabilities,
     multi_view_probabilities,
-    object_probabilities,
     top_predictions,
     view_windows,
 )
@@ -264,14 +263,6 @@ class Detector:
                 full_image_probabilities(self.runtime, image, shorter_side) for image in images
             ]
         return [top_predictions(p, manifest.classes, top_k) for p in probabilities]
-
-    def object_probabilities(self, logits: Tensor) -> Tensor:
-        """See :func:`app.inference.classify.object_probabilities` (K from the manifest)."""
-        return object_probabilities(logits, len(self.model.manifest.classes))
-
-    def multi_view_probabilities(self, image: np.ndarray) -> Tensor:
-        """See :func:`app.inference.classify.multi_view_probabilities`."""
-        return multi_view_probabilities(self.runtime, image)
 
     def warm_up(self) -> None:
         """Run one small detection and classification so the first request is not slow."""

@@ -13,7 +13,6 @@ from app.ops.spp import (
     DEFAULT_LEVELS,
     project_windows,
     roi_spp,
-    roi_spp_reference,
     spatial_pyramid_pool,
 )
 
@@ -27,7 +26,6 @@ __all__ = [
     "project_windows",
     "resize_plan",
     "roi_spp",
-    "roi_spp_reference",
     "scaled_size",
     "spatial_pyramid_pool",
 ]

@@ -7,9 +7,10 @@ max is idempotent, so the overlap changes nothing. Only the levels that no finer
 (the 6 x 6 level for (1, 2, 3, 6)) are read from the tables; coarser levels are block maxima of
 the finer bins (see ``_spp_layout``).
 
-``torch.maximum`` and ``amax`` both propagate NaN, so this path matches ``roi_spp_reference``
-bit for bit on any input, and it is differentiable. When the tables would be too large (a
-level with bins spanning most of a large map) it pools window by window instead.
+``torch.maximum`` and ``amax`` both propagate NaN, so this path matches the reference loop
+(``tests/references/roi_spp.py``) bit for bit on any input, and it is differentiable. When the
+tables would be too large (a level with bins spanning most of a large map) it pools window by
+window instead.
 """
 
 from __future__ import annotations

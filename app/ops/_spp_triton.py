@@ -6,7 +6,7 @@ loops over the bin's rows and columns of the channels-last map (each cell a cont
 coalesced ``BLOCK_C`` vector), max-reduces with NaN propagation (like ``amax``), and stores
 straight into the docs/model.md §2 layout: ``out[k, C * level_offset + c * n * n + i * n + j]``.
 
-Tested for exact equality with ``roi_spp_reference`` in Triton's interpreter
+Tested for exact equality with ``tests/references/roi_spp.py`` in Triton's interpreter
 (``TRITON_INTERPRET=1``, set before this module is imported, with CPU tensors).
 """
 

@@ -9,8 +9,8 @@
   gradients) -> a plain torch path (``_spp_torch``). A CPU map that needs gradients takes
   ``_spp_autograd``'s Function: a compiled loop that also records each max's cell, and a
   backward that adds the output gradient into those cells (ties: the bin's first maximal cell
-  in row-major order). Every path gives the same bits as :func:`roi_spp_reference`, the slow,
-  obvious loop the tests compare against.
+  in row-major order). Every path gives the same bits as the slow, obvious loop the tests compare
+  against (``tests/references/roi_spp.py``).
 
 Bin rule, for a region of ``h x w`` cells at ``(top, left)`` and level ``n``: bin ``(i, j)``
 covers rows ``[top + floor(i*h/n), top + ceil((i+1)*h/n))`` and the columns likewise; this is
@@ -35,7 +35,6 @@ __all__ = [
     "project_windows",
     "project_windows_offset",
     "roi_spp",
-    "roi_spp_reference",
     "spatial_pyramid_pool",
 ]
 
@@ -261,11 +260,11 @@ def roi_spp(
 ) -> Tensor:
     """Pyramid-pool many rectangular regions of a batch of feature maps (docs/model.md §2).
 
-    Exact: every path returns the same bits as :func:`roi_spp_reference` (max pooling does no
-    arithmetic). When ``features`` requires grad (and grad mode is on) the result is
-    differentiable: on the CPU (with numba) through ``_spp_autograd.RoISppFunction``, whose
-    backward sends each output's gradient to its bin's first maximal cell in row-major order;
-    elsewhere through autograd of the plain torch path.
+    Exact: every path returns the same bits as the bin-by-bin loop of
+    ``tests/references/roi_spp.py`` (max pooling does no arithmetic). When ``features`` requires
+    grad (and grad mode is on) the result is differentiable: on the CPU (with numba) through
+    ``_spp_autograd.RoISppFunction``, whose backward sends each output's gradient to its bin's
+    first maximal cell in row-major order; elsewhere through autograd of the plain torch path.
 
     Args:
         features (Tensor[B, C, H, W]): float16, bfloat16, float32 or float64 maps.
@@ -324,36 +323,3 @@ def _roi_spp_other_paths(features: Tensor, regions: Tensor, layout: PyramidLayou
     from app.ops._spp_torch import roi_spp_torch
 
     return roi_spp_torch(features, regions, layout)
-
-
-def roi_spp_reference(
-    features: Tensor, regions: Tensor, levels: Sequence[int] = DEFAULT_LEVELS
-) -> Tensor:
-    """The slow, obviously correct :func:`roi_spp`: per window, per level, per bin, slice and max.
-
-    Same arguments, validation and result as :func:`roi_spp`; use it in tests only.
-    """
-    _check_features(features)
-    values = validate_levels(levels)
-    regions = _check_regions(features, regions)
-    channels = features.shape[1]
-    rows = []
-    for batch_idx, left, top, right, bottom in regions.tolist():
-        h = bottom - top + 1
-        w = right - left + 1
-        parts = []
-        for n in values:
-            pooled = features.new_empty((channels, n, n))
-            for i in range(n):
-                row_start = top + (i * h) // n  # floor(i*h/n)
-                row_end = top + ((i + 1) * h + n - 1) // n  # ceil((i+1)*h/n), exclusive
-                for j in range(n):
-                    col_start = left + (j * w) // n
-                    col_end = left + ((j + 1) * w + n - 1) // n
-                    cell = features[batch_idx, :, row_start:row_end, col_start:col_end]
-                    pooled[:, i, j] = cell.amax(dim=(1, 2))  # [C]
-            parts.append(pooled.flatten())  # channel-major, then row, then column
-        rows.append(torch.cat(parts))
-    if not rows:
-        return features.new_empty((0, channels * sum(n * n for n in values)))
-    return torch.stack(rows)

@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
+from references.selective_search import propose_monolithic
 
 from app.data.proposals import (
     SearchImage,
     boxes_in_original_frame,
     propose,
-    propose_monolithic,
     search_boxes,
     search_image,
 )

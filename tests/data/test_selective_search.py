@@ -10,6 +10,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
+from references.selective_search import opencv_fast_selective_search
 from skimage import data
 
 from app.data.selective_search import (
@@ -20,7 +21,6 @@ from app.data.selective_search import (
     create_pool,
     fast_mode_jobs,
     merge_job_rects,
-    opencv_fast_selective_search,
     run_job,
     selective_search_parallel,
 )

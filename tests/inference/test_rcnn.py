@@ -1,11 +1,11 @@
-"""The R-CNN-style reference path (app.inference.rcnn): one trunk pass per warped window."""
+"""The R-CNN-style reference path (tests/references/rcnn.py): one trunk pass per warped window."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from references.rcnn import WARP_SIZE, rcnn_window_features, warp_window
 
-from app.inference.rcnn import WARP_SIZE, rcnn_window_features, warp_window
 from app.model.preprocess import image_to_tensor
 from app.model.store import SppModel, build_random_model
 from app.ops.spp import spatial_pyramid_pool

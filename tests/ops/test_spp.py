@@ -13,6 +13,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from references.roi_spp import roi_spp_reference
 from torch import Tensor
 
 from app.ops import _spp_torch
@@ -21,7 +22,6 @@ from app.ops.spp import (
     project_windows,
     project_windows_offset,
     roi_spp,
-    roi_spp_reference,
     spatial_pyramid_pool,
 )
 

@@ -14,11 +14,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from references.roi_spp import roi_spp_reference
 from torch import Tensor
 
 from app.ops import _spp_cpu
 from app.ops._spp_autograd import RoISppFunction
-from app.ops.spp import roi_spp, roi_spp_reference
+from app.ops.spp import roi_spp
 
 pytestmark = pytest.mark.skipif(not _spp_cpu.available(), reason="needs numba")
 

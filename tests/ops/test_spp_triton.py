@@ -16,11 +16,11 @@ from types import ModuleType
 
 import pytest
 import torch
+from references.roi_spp import roi_spp_reference
 from torch import Tensor
 
 import app.ops
 from app.ops._spp_layout import pyramid_layout
-from app.ops.spp import roi_spp_reference
 
 triton = pytest.importorskip("triton")
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from app.data.voc import VocAnnotation
-from app.evaluation.errors import false_positive_breakdown, false_positive_kind
+from app.evaluation.false_positives import false_positive_breakdown, false_positive_kind
 from app.evaluation.voc_ap import evaluate_detections
 
 

@@ -2,8 +2,9 @@
 
 Each window is cropped from the image, warped to 224 x 224 (anisotropically, as R-CNN does,
 without R-CNN's 16-pixel context padding), run through conv1..conv5 and pooled with the
-full-map pyramid. It exists to compare speed (``bench/``) and features with the SPP path,
-never to serve: it costs one trunk pass per window instead of one per image and scale.
+full-map pyramid. It exists to compare speed (``bench/bench_features.py``) and features
+(``tests/inference/test_rcnn.py``) with the SPP path, never to serve: it costs one trunk pass
+per window instead of one per image and scale.
 """
 
 from __future__ import annotations
