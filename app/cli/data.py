@@ -42,6 +42,10 @@ def add_parser(sub: SubParsers, store: str) -> None:
 
 def run_shapes(args: argparse.Namespace) -> int:
     """Generate the dataset and print a short summary (the whole one is ``shapes.json``)."""
+    # The background photographs ship with these two; without them the images would differ.
+    import skimage.data  # noqa: F401
+    import sklearn.datasets  # noqa: F401
+
     from app.data.shapes import PRESETS, generate_shapes_dataset
 
     out = Path(args.out)

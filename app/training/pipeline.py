@@ -112,6 +112,7 @@ class Pipeline:
             version=self.config.version,
             classes=classes,
             model=net.config,
+            detection=self.config.detection.to_config(),
             proposals=self.proposal_config,
             weights_sha256="",
         )
@@ -238,6 +239,7 @@ class Pipeline:
             version=config.version,
             classes=classes,
             description=config.description.strip(),
+            detection=model.manifest.detection,
             proposals=self.proposal_config,
             training=provenance(config, work, command),
         )

@@ -32,7 +32,7 @@ from pydantic._internal._docs_extraction import extract_docstrings_from_cls
 from pydantic.fields import FieldInfo
 
 from app.data.shapes.knobs import GeneratorKnobs, knobs_for
-from app.model.config import ModelConfig, ProposalConfig
+from app.model.config import DetectionConfig, ModelConfig, ProposalConfig
 
 #: Every section: immutable, unknown keys rejected, the docstring under a field is its meaning.
 _SECTION = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
@@ -102,14 +102,27 @@ def _section_of(
     return create_model(name, __base__=base, __validators__=validators, **fields)
 
 
+class _DetectionSectionBase(BaseModel):
+    """The recipe's ``detection`` section: the fields of :class:`DetectionConfig` (the test-time
+    scales, which the conv5 cache and the detection stages also train at)."""
+
+    model_config = _SECTION
+
+    def to_config(self) -> DetectionConfig:
+        """The detection settings the model records."""
+        return DetectionConfig(**self.model_dump())
+
+
 if TYPE_CHECKING:
     ModelSection = _ModelSectionBase
     ProposalSection = _ProposalSectionBase
+    DetectionSection = _DetectionSectionBase
 else:
     ModelSection = _section_of(
         ModelConfig, _ModelSectionBase, leave_out=("num_classes", "cls_background")
     )
     ProposalSection = _section_of(ProposalConfig, _ProposalSectionBase)
+    DetectionSection = _section_of(DetectionConfig, _DetectionSectionBase)
 
 
 #: Where pre-training's background windows come from (``PretrainConfig.background_source``).
@@ -375,6 +388,10 @@ class TrainConfig(BaseModel):
     not ``cls_background``: from ``pretrain.background_per_image``)."""
     proposals: ProposalSection = Field(default_factory=ProposalSection)
     """Fields of :class:`app.model.config.ProposalConfig`."""
+    detection: DetectionSection = Field(default_factory=DetectionSection)
+    """Fields of :class:`app.model.config.DetectionConfig`: the scales the model detects at,
+    which the detection stages train at too (the JSON form leaves the section out when the
+    recipe does not set it)."""
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     """Classification pre-training."""
     conv_finetune: ConvFinetuneConfig = Field(default_factory=ConvFinetuneConfig)
@@ -388,7 +405,7 @@ class TrainConfig(BaseModel):
     workers: int = Field(default=2, ge=1)
     """Processes for data generation and selective search."""
 
-    @field_serializer("model", "proposals")
+    @field_serializer("model", "proposals", "detection")
     def _as_written(self, section: BaseModel) -> dict[str, Any]:
         """The ``model`` and ``proposals`` sections keep the fields the recipe wrote (the JSON
         form, and so recorded recipes, stay as they were when these sections were dicts)."""
@@ -397,7 +414,10 @@ class TrainConfig(BaseModel):
 
     @model_serializer(mode="wrap")
     def _omit_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return _omit_at_default(self, handler(self), ("conv_finetune",))
+        data = _omit_at_default(self, handler(self), ("conv_finetune",))
+        if not data.get("detection"):
+            data.pop("detection", None)
+        return data
 
     @classmethod
     def from_yaml(cls, path: Path) -> TrainConfig:

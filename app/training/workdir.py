@@ -23,6 +23,7 @@ from typing import Any
 from app.training.recipe import (
     ConvFinetuneConfig,
     DataConfig,
+    DetectionSection,
     FinetuneConfig,
     ModelSection,
     PretrainConfig,
@@ -56,6 +57,7 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "model": (PRETRAIN, CONV_FINETUNE, CONV5, DETECT),
     "pretrain": (PRETRAIN, CONV_FINETUNE, CONV5, DETECT),
     "proposals": (PROPOSALS, CONV_FINETUNE, CONV5, DETECT),
+    "detection": (CONV5, DETECT),
     "conv_finetune": (CONV_FINETUNE, CONV5, DETECT),
     "finetune": (DETECT,),
     "data.detect_extra": (CONV_FINETUNE, DETECT),
@@ -170,6 +172,7 @@ def _with_defaults(recipe: dict[str, Any]) -> dict[str, Any]:
     defaults = {
         "model": ModelSection(),
         "proposals": ProposalSection(),
+        "detection": DetectionSection(),
         "data": DataConfig(),
         "pretrain": PretrainConfig(),
         "conv_finetune": ConvFinetuneConfig(),
