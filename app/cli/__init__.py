@@ -27,7 +27,7 @@ import sys
 from collections.abc import Sequence
 
 from app.cli import data, evaluate, inference, models, recipe, release_import, train
-from app.cli.common import default_store, fail, recorded_command
+from app.cli.common import default_store, fail, package_version, recorded_command
 
 #: Modules that only an optional dependency group installs (pyproject's extras).
 OPTIONAL_MODULES = frozenset({"sklearn", "skimage", "matplotlib", "h5py", "scipy"})
@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"spp {package_version()}",
+        help="the installed spp-service version (pyproject.toml's)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     store = default_store()

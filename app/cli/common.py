@@ -26,6 +26,17 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(f"spp: {message}")
 
 
+def package_version() -> str:
+    """The installed ``spp-service`` package's version (pyproject.toml's, written once), or
+    ``unknown`` when the code runs from a checkout that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("spp-service")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def default_store() -> str:
     """The model store directory: ``MODEL_STORE`` from the environment (or ``.env``), else the
     repository's ``model_store/``; the service reads the same setting (``StoreSettings``)."""

@@ -37,7 +37,8 @@ def add_parser(sub: SubParsers, store: str) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Run the pipeline; a recipe, work-directory or name problem exits with one line."""
+    """Run the pipeline; a recipe, work-directory, data or name problem exits with one line."""
+    from app.data.voc import VocFormatError
     from app.model.store import ModelLoadError, validate_model_name
     from app.training.pipeline import Pipeline
     from app.training.recipe import RecipeError, load_recipe
@@ -52,15 +53,15 @@ def run_train(args: argparse.Namespace) -> int:
         validate_model_name(out.name)
         work = Path(args.work or f"work_data/{config.name}")
         pipeline = Pipeline(config, work, device=args.device or "cpu")
-    except (ModelLoadError, StaleWorkError) as exc:
-        fail(f"{exc}")
-    if args.stage == "classify":
-        pipeline.run_pretrain()
-        return 0
-    if out.name != config.name:
-        sys.stdout.write(f"the model is named {out.name!r} after its folder (the recipe says "
-                         f"{config.name!r})\n")  # fmt: skip
-    manifest = pipeline.run_detection(out, command=_train_command(args))
+        if args.stage == "classify":
+            pipeline.run_pretrain()
+            return 0
+        if out.name != config.name:
+            sys.stdout.write(f"the model is named {out.name!r} after its folder (the recipe "
+                             f"says {config.name!r})\n")  # fmt: skip
+        manifest = pipeline.run_detection(out, command=_train_command(args))
+    except (ModelLoadError, StaleWorkError, VocFormatError) as exc:
+        fail(str(exc))
     sys.stdout.write(
         f"wrote {out} (weights sha256 {manifest.weights_sha256}); "
         f"serve it with MODEL_STORE={out.parent} MODEL_NAME={manifest.name}\n"

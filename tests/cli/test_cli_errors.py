@@ -129,3 +129,10 @@ def test_the_train_command_records_the_config_relative_to_the_repository(
         args = type("Args", (), {"config": given, "command_argv": argv})()
         assert _train_command(args) == shlex.join(["spp", "train", "all", "--config",
                                                    recorded, "--work", "w x"])  # fmt: skip
+
+
+def test_a_voc_recipe_whose_folder_is_missing_is_one_line(tmp_path: Path) -> None:
+    path = _recipe(tmp_path, data={"kind": "voc", "root": str(tmp_path / "nowhere")})
+    message = _one_line_exit(["train", "all", "--config", str(path), "--work",
+                              str(tmp_path / "w")])  # fmt: skip
+    assert "nowhere" in message and "expected a Pascal VOC directory" in message

@@ -93,3 +93,11 @@ def test_the_command_line_check_would_see_a_reader(text: str) -> None:
 
 def test_the_package_documents_its_shape() -> None:
     assert cli.__doc__ is not None and "add_parser" in cli.__doc__
+
+
+def test_version_is_the_installed_package_s(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--version"])
+    assert capsys.readouterr().out.strip() == f"spp {version('spp-service')}"
