@@ -425,7 +425,9 @@ class TrainConfig(BaseModel):
         return load_recipe(path)
 
     def to_json(self) -> dict[str, Any]:
-        """The recipe as plain JSON data: every field, defaults included, tuples as lists."""
+        """The recipe as plain JSON data, tuples as lists: every field of the stage sections,
+        defaults included; ``model``, ``proposals`` and ``detection`` as written (``detection``
+        left out when unset), so recorded recipes compare as they always did."""
         return self.model_dump(mode="json")
 
 

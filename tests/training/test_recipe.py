@@ -150,3 +150,23 @@ def test_every_recipe_in_the_configs_folder_loads(path: Path) -> None:
     assert config.name == ("zf5-tiny" if path.name == "zf5-tiny.yaml" else "zf5-shapes")
     if config.data.extra_knobs is not None:  # the mixed v2 trials: realistic splits, v1 extras
         assert config.data.knobs.background_split and config.data.knobs_of_extra.is_default
+
+
+def test_the_model_proposals_and_detection_sections_are_typed_and_kept_as_written() -> None:
+    from app.model.config import DetectionConfig, ModelConfig, ProposalConfig
+
+    config = TrainConfig.model_validate(
+        {"name": "x", "version": "1", "model": {"width": 0.5}, "detection": {"single_scale": 400}}
+    )
+    assert config.model.to_config(num_classes=3, cls_background=True) == ModelConfig(
+        num_classes=3, cls_background=True, width=0.5
+    )
+    assert config.proposals.to_config() == ProposalConfig()
+    assert config.detection.to_config() == DetectionConfig(single_scale=400)
+    data = config.to_json()
+    assert (data["model"], data["proposals"], data["detection"]) == (
+        {"width": 0.5}, {}, {"single_scale": 400},
+    )  # fmt: skip
+    assert "detection" not in TrainConfig.model_validate({"name": "x", "version": "1"}).to_json()
+    model_fields = set(ModelConfig.__pydantic_fields__) - {"num_classes", "cls_background"}
+    assert set(type(config.model).model_fields) == model_fields, "the schema is ModelConfig's"
