@@ -347,8 +347,8 @@ class SvmConfig(BaseModel):
     """Negatives scoring above this are hard and join the cache."""
     easy_threshold: float = -1.2
     """Cached negatives scoring below this are dropped at each retraining."""
-    retrain_after: int = Field(default=2000, ge=1)
-    """New hard negatives that trigger retraining."""
+    retrain_after: int = Field(default=2000, ge=0)
+    """Retrain when more new hard negatives than this have joined the cache."""
     initial_negatives: int = Field(default=4000, ge=1)
     """Random negatives of the first model."""
     max_cached: int = Field(default=30_000, ge=1)
