@@ -36,7 +36,9 @@ def run_models(args: argparse.Namespace) -> int:
     from app.model.store import list_model_names, read_manifest
 
     store = Path(args.store)
-    manifests = [read_manifest(store / name) for name in list_model_names(store)]
+    names = list_model_names(store)
+    manifests = [read_manifest(store / name) for name in names]
+    _warn_about_misnamed(store, names)
     if args.json:
         sys.stdout.write(json.dumps([m.summary() for m in manifests], indent=2) + "\n")
         return 0
@@ -48,6 +50,23 @@ def run_models(args: argparse.Namespace) -> int:
             f"{'; ' + metrics if metrics else ''}\n"
         )
     return 0
+
+
+def _warn_about_misnamed(store: Path, listed: list[str]) -> None:
+    """One stderr line per folder whose manifest names another model (it cannot be loaded)."""
+    from app.model.store import MANIFEST_FILE, ModelLoadError, read_manifest
+
+    for child in sorted(store.iterdir()) if store.is_dir() else []:
+        if child.name in listed or not (child / MANIFEST_FILE).is_file():
+            continue
+        try:
+            named = read_manifest(child).name
+        except ModelLoadError:
+            continue
+        sys.stderr.write(
+            f"spp: {child}: skipped, its manifest names the model {named!r}: rename the folder "
+            f"to {named!r} or set the manifest's name to {child.name!r}\n"
+        )
 
 
 def run_card(args: argparse.Namespace) -> int:

@@ -106,8 +106,13 @@ def test_models_lists_the_folder_names_that_load(store: Path, tiny_model: Any, c
     save_model(tiny_model.net, store / "other", name="not-other", version="1",
                classes=tiny_model.classes)  # fmt: skip
     assert main(["models", "--store", str(store), "--json"]) == 0
-    listed = [m["name"] for m in json.loads(capsys.readouterr().out)]
+    printed = capsys.readouterr()
+    listed = [m["name"] for m in json.loads(printed.out)]
     assert listed == ["tiny"]
+    assert printed.err == (
+        f"spp: {store / 'other'}: skipped, its manifest names the model 'not-other': rename "
+        "the folder to 'not-other' or set the manifest's name to 'other'\n"
+    )
     assert all(load_model(store, name).name == name for name in listed)
 
 
