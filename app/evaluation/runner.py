@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: The detections ``evaluate`` writes beside its report when it ran a model.
 DETECTIONS_FILE = "detections.json"
+#: Sub-directory of the output that caches selective search when no cache directory is given.
+CACHE_DIR = "cache"
 
 
 def detect_split(
@@ -76,8 +76,13 @@ def evaluate(
     limit: int | None = None,
     workers: int = 2,
     progress: bool = True,
+    command: str = "",
+    proposals_cache: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate on ``voc_root``/``split``; ``record``: as ``<record_as or split>_<scales>``."""
+    """Evaluate on ``voc_root``/``split``; ``record``: as ``<record_as or split>_<scales>``.
+    ``command`` is the command line recorded in the report's settings (and with ``record``
+    in the manifest); selective search is cached in ``proposals_cache`` (default
+    ``out_dir/cache``: the dataset folder is only read)."""
     dataset = VocDataset(voc_root, split)
     if limit is not None:
         dataset.ids = dataset.ids[:limit]
@@ -86,7 +91,7 @@ def evaluate(
         "voc_root": str(voc_root),
         "split": split,
         "images": len(dataset.ids),
-        "command": shlex.join(["spp", *sys.argv[1:]]),
+        "command": command,
     }
     recall: ProposalRecall | None = None
     if detections_file is not None:
@@ -102,7 +107,7 @@ def evaluate(
         proposals = dataset_proposals(
             dataset,
             model.manifest.proposals,
-            voc_root / "cache",
+            proposals_cache or out_dir / CACHE_DIR,
             ids=dataset.ids,
             workers=workers,
             progress=progress,
@@ -164,10 +169,13 @@ def evaluate_classification(
     views: ViewMode = "full",
     workers: int = 2,
     progress: bool = True,
+    command: str = "",
+    proposals_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Top-1 whole-image accuracy on the split's single-object images; returns the report.
     ``size`` overrides the model's ``classify_size`` (the report's settings say which ran);
-    ``record`` keys the manifest's entry by ``record_as`` (default: the split)."""
+    ``record`` keys the manifest's entry by ``record_as`` (default: the split); ``command`` is
+    the command line recorded with the result; ``proposals_cache`` as :func:`evaluate`'s."""
     dataset = VocDataset(voc_root, split)
     detector = Detector(load_model(store, model_name), device, precision)
     proposals = None
@@ -175,7 +183,7 @@ def evaluate_classification(
         proposals = dataset_proposals(
             dataset,
             detector.model.manifest.proposals,
-            voc_root / "cache",
+            proposals_cache or out_dir / CACHE_DIR,
             ids=single_object_ids(dataset),
             workers=workers,
             progress=progress,
@@ -183,7 +191,6 @@ def evaluate_classification(
     result = classification_accuracy(
         detector, dataset, size=size, views=views, proposals=proposals, progress=progress
     )
-    command = shlex.join(["spp", *sys.argv[1:]])
     settings = {
         "voc_root": str(voc_root),
         "size": size or detector.model.manifest.preprocess.classify_size,

@@ -206,6 +206,23 @@ def _architecture(manifest: Manifest) -> str:
     return "## Architecture\n\n" + _table(["part", "setting"], rows, right=2)
 
 
+#: Recipe ``data`` fields that only the shapes generator reads (left out of a VOC model's card).
+_GENERATOR_FIELDS = frozenset(
+    {"seed", "train", "val", "pretrain_extra", "detect_extra", "knobs", "extra_knobs"}
+)
+#: Seeds of the generated data (not drawn from when the data was read from a VOC folder).
+_GENERATOR_SEEDS = frozenset({"data", "pretrain_data"})
+
+
+def _voc_root(training: Mapping[str, Any]) -> str | None:
+    """The VOC-layout folder the model was trained on, or None (generated data, or unknown)."""
+    recipe = training.get("recipe")
+    data = recipe.get("data") if isinstance(recipe, Mapping) else None
+    if isinstance(data, Mapping) and data.get("kind") == "voc":
+        return str(data.get("root"))
+    return None
+
+
 def _training(training: Mapping[str, Any]) -> str:
     if not training:
         return "## Training\n\nThe manifest records no training provenance."
@@ -218,6 +235,8 @@ def _training(training: Mapping[str, Any]) -> str:
     if "torch" in training:
         facts.append(f"torch {training['torch']}")
     seeds = training.get("seeds")
+    if isinstance(seeds, Mapping) and _voc_root(training) is not None:
+        seeds = {k: v for k, v in seeds.items() if k not in _GENERATOR_SEEDS}
     if isinstance(seeds, Mapping) and seeds:
         facts.append("seeds: " + ", ".join(f"{k} {v}" for k, v in seeds.items()))
     if facts:
@@ -228,7 +247,7 @@ def _training(training: Mapping[str, Any]) -> str:
     if isinstance(data, Mapping):
         parts.append(_training_data(data) + _extra_images(recipe, seeds))
     if isinstance(recipe, Mapping):
-        parts.append(_recipe(recipe))
+        parts.append(_recipe(recipe, voc=_voc_root(training) is not None))
     return "\n\n".join(parts)
 
 
@@ -236,7 +255,7 @@ def _extra_images(recipe: Any, seeds: Any) -> str:
     """The sentence on stage 1's extra generated images, when the recipe asked for some."""
     data = recipe.get("data") if isinstance(recipe, Mapping) else None
     extra = data.get("pretrain_extra", 0) if isinstance(data, Mapping) else 0
-    if not extra:
+    if not extra or not isinstance(data, Mapping) or data.get("kind") == "voc":
         return ""
     seed = seeds.get("pretrain_data", "?") if isinstance(seeds, Mapping) else "?"
     detect = data.get("detect_extra", 0) if isinstance(data, Mapping) else 0
@@ -247,12 +266,15 @@ def _extra_images(recipe: Any, seeds: Any) -> str:
     )
 
 
-def _recipe(recipe: Mapping[str, Any]) -> str:
-    """The recorded recipe as a table of sections (name, version, description are above)."""
+def _recipe(recipe: Mapping[str, Any], *, voc: bool = False) -> str:
+    """The recorded recipe as a table of sections (name, version, description are above);
+    ``voc``: without the data fields that only the shapes generator reads."""
     rows = []
     for section, value in recipe.items():
         if section in ("name", "version", "description"):
             continue
+        if voc and section == "data" and isinstance(value, Mapping):
+            value = {k: v for k, v in value.items() if k not in _GENERATOR_FIELDS}
         if isinstance(value, Mapping):
             value = ", ".join(f"{k}: {_plain(v)}" for k, v in value.items())
         rows.append([f"`{section}`", _plain(value)])
@@ -312,11 +334,7 @@ def _metrics(manifest: Manifest) -> str:
     detection = {k: v for k, v in metrics.items() if isinstance(v, Mapping) and "map" in v}
     classify = {k: v for k, v in metrics.items() if isinstance(v, Mapping) and "accuracy" in v}
     other = {k: v for k, v in metrics.items() if k not in detection and k not in classify}
-    parts = [
-        "## Metrics\n\nEach figure was written into the manifest by the `spp eval ... --record` "
-        "command listed under its table (the `--voc-root` named there is a dataset the model "
-        "did not train on; how it was made is in the project's docs/training.md)."
-    ]
+    parts = ["## Metrics\n\n" + _metrics_source(manifest)]
     if detection:
         parts.append(_detection_metrics(detection, manifest.classes))
     if classify:
@@ -325,6 +343,26 @@ def _metrics(manifest: Manifest) -> str:
         text = json.dumps(other, indent=2, default=str)
         parts.append(f"### Other recorded metrics\n\n```json\n{text}\n```")
     return "\n\n".join(parts)
+
+
+def _metrics_source(manifest: Manifest) -> str:
+    """Where the recorded figures come from, without claiming more than the manifest knows."""
+    root = _voc_root(manifest.training)
+    if root is None:
+        return (
+            "Each figure was written into the manifest by the `spp eval ... --record` "
+            "command listed under its table (the `--voc-root` named there is a dataset the model "
+            "did not train on; how it was made is in the project's docs/training.md)."
+        )
+    recipe = manifest.training.get("recipe", {})
+    data = recipe.get("data", {}) if isinstance(recipe, Mapping) else {}
+    train = data.get("train_split", "train") if isinstance(data, Mapping) else "train"
+    return (
+        "Each figure was written into the manifest by the `spp eval ... --record` command "
+        f"listed under its table. The model trained on the `{train}` split of `{root}`; a "
+        "command reading another split of that folder scored images the model did not train "
+        "on, but from the same source as its training images."
+    )
 
 
 def _commands(entries: Mapping[str, Mapping[str, Any]]) -> str:

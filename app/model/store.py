@@ -186,6 +186,12 @@ def load_model(store_dir: Path | str, name: str, device: torch.device | str = "c
     if not model_dir.is_dir():
         raise ModelLoadError(f"{model_dir}: no such model directory")
     manifest = read_manifest(model_dir)
+    if manifest.name != name:
+        raise ModelLoadError(
+            f"{model_dir / MANIFEST_FILE}: the manifest names the model {manifest.name!r}, but "
+            f"its folder is {name!r}; a model is known by its folder name: rename the folder "
+            f"to {manifest.name!r} or set the manifest's name to {name!r}"
+        )
     path = model_dir / manifest.weights_file
     try:
         blob = path.read_bytes()
@@ -248,14 +254,21 @@ def save_model(
 
 def list_models(store_dir: Path | str) -> list[Manifest]:
     """Manifests of every valid model under ``store_dir`` (invalid ones are skipped)."""
-    manifests = []
+    return [read_manifest(Path(store_dir) / name) for name in list_model_names(store_dir)]
+
+
+def list_model_names(store_dir: Path | str) -> list[str]:
+    """Folder names (what :func:`load_model` takes) of the models under ``store_dir`` whose
+    manifest is valid and names the model as its folder, in name order."""
+    names = []
     for child in sorted(Path(store_dir).iterdir()) if Path(store_dir).is_dir() else []:
         if (child / MANIFEST_FILE).is_file():
             try:
-                manifests.append(read_manifest(child))
+                if read_manifest(child).name == child.name:
+                    names.append(child.name)
             except ModelLoadError:
                 continue
-    return manifests
+    return names
 
 
 def build_random_model(

@@ -1,9 +1,9 @@
 """The images each stage trains on: generated (or fingerprinted) once, with their proposals.
 
-Stage 1 trains on the train split plus ``data.pretrain_extra`` generated images; stages 3-5
-on the train split plus the first ``data.detect_extra`` of those extra images; calibration on
-the val split. The generated train and val splits use the recipe's ``data.knobs``, the extra
-images ``data.extra_knobs`` (the same unless set). Proposals are cached
+Pre-training trains on the train split plus ``data.pretrain_extra`` generated images; the
+detection stages on the train split plus the first ``data.detect_extra`` of those extra
+images; calibration on the val split. The generated train and val splits use the recipe's
+``data.knobs``, the extra images ``data.extra_knobs`` (the same unless set). Proposals are cached
 under ``<work>/proposals`` (``extra/`` for the extra images, whose ids repeat the train
 split's).
 """
@@ -19,7 +19,6 @@ from app.data.proposal_cache import dataset_proposals
 from app.data.shapes import generate_shapes_dataset
 from app.data.voc import VocDataset
 from app.inference.detector import Detector
-from app.model.config import ProposalConfig
 from app.training.provenance import annotations_sha256
 from app.training.recipe import TrainConfig
 from app.training.stages.conv5_cache import Conv5Cache
@@ -63,7 +62,7 @@ def prepare_data(config: TrainConfig, work: WorkDir, *, progress: bool) -> dict[
 def pretrain_extra_datasets(
     config: TrainConfig, work: WorkDir, *, progress: bool
 ) -> list[VocDataset]:
-    """Extra generated images for stage 1 (the analogue of ImageNet pre-training), generated
+    """Extra generated images for pre-training (the analogue of ImageNet pre-training), generated
     once with seed ``data.seed + 1000``; empty unless kind ``shapes`` asks for some."""
     data = config.data
     if data.kind != "shapes" or data.pretrain_extra <= 0:
@@ -86,7 +85,8 @@ def pretrain_extra_datasets(
 
 @dataclass
 class DetectionImages:
-    """One set of training images of stages 3-5 with its labelled proposals and conv5 cache."""
+    """One set of training images of the detection stages with its labelled proposals and conv5
+    cache."""
 
     dataset: VocDataset
     windows: dict[str, LabelledWindows]
@@ -106,12 +106,12 @@ def detection_images(
     *,
     progress: bool,
 ) -> list[DetectionImages]:
-    """The images stages 3-5 train on: the train split, then the first ``data.detect_extra``
-    stage-1 extra images (own proposal and conv5 caches, since their ids repeat the train
-    split's).
+    """The images the detection stages train on: the train split, then the first
+    ``data.detect_extra`` pre-training extra images (own proposal and conv5 caches, since their
+    ids repeat the train split's).
 
     Raises:
-        ValueError: when ``data.detect_extra`` asks for more images than stage 1 has.
+        ValueError: when ``data.detect_extra`` asks for more images than pre-training has.
     """
     sets = [(VocDataset(voc_root(config, work), config.data.train_split), Path())]
     extra = config.data.detect_extra
@@ -124,7 +124,7 @@ def detection_images(
             )
         found[0].ids = found[0].ids[:extra]
         sets.append((found[0], EXTRA))
-    proposal_config = ProposalConfig(**config.proposals)
+    proposal_config = config.proposals.to_config()
     parts = []
     for dataset, sub in sets:
         proposals = dataset_proposals(

@@ -1,15 +1,17 @@
 """The whole training pipeline of docs/model.md §7: the stages in order, in one work directory.
 
-Stage numbers are docs/model.md's; they run in this order:
+The stages, by name (:data:`STAGES`), in the order they run (docs/training.md has the
+paper's numbers beside them):
 
-* 1, ``stages.pretrain``: classification pre-training of the trunk and fc6-fc8;
-* 2b, ``stages.conv_finetune`` (optional, off in the paper's recipe): conv3-conv5 with
-  fc6-fc8 fine-tuned through the pyramid pooling, before conv5 is cached;
-* 2 and 3, ``stages.conv5_cache`` and ``stages.finetune``: the pooled fine-tuning windows
-  (conv5 once per image and scale, cached), then fc6/fc7 and a (K+1)-way fc8 on them;
-* 5, ``stages.regression``: box regressors from the same pooled windows;
-* 4, ``stages.svm``: one SVM per class on fc7, with hard-negative mining;
-* ``stages.calibrate``: Platt scaling on the val split; then the model is saved.
+* ``pretrain`` (``stages.pretrain``): classification pre-training of the trunk and fc6-fc8;
+* ``conv_finetune`` (``stages.conv_finetune``, optional, off in the paper's recipe):
+  conv3-conv5 with fc6-fc8 fine-tuned through the pyramid pooling, before conv5 is cached;
+* ``conv5_cache`` and ``finetune`` (``stages.conv5_cache``, ``stages.finetune``): the pooled
+  fine-tuning windows (conv5 once per image and scale, cached), then fc6/fc7 and a (K+1)-way
+  fc8 on them;
+* ``regression`` (``stages.regression``): box regressors from the same pooled windows;
+* ``svm`` (``stages.svm``): one SVM per class on fc7, with hard-negative mining;
+* ``calibrate`` (``stages.calibrate``): Platt scaling on the val split; then the model is saved.
 
 Every stage's output lives in the work directory (``workdir``); one that exists is loaded
 instead of recomputed, so a cut-off run resumes where it stopped.
@@ -18,6 +20,7 @@ instead of recomputed, so a cut-off run resumes where it stopped.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -25,7 +28,6 @@ import torch
 from app.data.proposal_cache import dataset_proposals
 from app.data.voc import VocDataset
 from app.inference.detector import Detector
-from app.model.config import ModelConfig, ProposalConfig
 from app.model.net import SppNet
 from app.model.store import Manifest, SppModel, save_model
 from app.training.datasets import (
@@ -46,6 +48,20 @@ from app.training.stages.regression import train_regressors
 from app.training.stages.svm import load_or_train_svms
 from app.training.workdir import EXTRA, WorkDir, check_work_recipe
 
+#: The training stages by name, in the order they run.
+Stage = Literal[
+    "pretrain", "conv_finetune", "conv5_cache", "finetune", "regression", "svm", "calibrate"
+]
+STAGES: tuple[Stage, ...] = (
+    "pretrain",
+    "conv_finetune",
+    "conv5_cache",
+    "finetune",
+    "regression",
+    "svm",
+    "calibrate",
+)
+
 
 class Pipeline:
     """Runs the stages of one recipe in one work directory.
@@ -63,8 +79,7 @@ class Pipeline:
         self.device = device
         self.recipe = config.to_json()
         check_work_recipe(work, self.recipe)
-        ModelConfig(num_classes=1, **config.model)  # fails early on a bad model section
-        self.proposal_config = ProposalConfig(**config.proposals)
+        self.proposal_config = config.proposals.to_config()
 
     @property
     def workdir(self) -> WorkDir:
@@ -75,15 +90,16 @@ class Pipeline:
         """One split of the recipe's VOC-layout dataset."""
         return VocDataset(voc_root(self.config, self.workdir), split)
 
+    def begin(self, stage: Stage) -> None:
+        """Log (and record in the work directory's log) that ``stage`` starts or resumes."""
+        self.workdir.log_event("stage", stage=stage, of=len(STAGES))
+
     def new_net(self, classes: list[str]) -> SppNet:
         """A freshly initialised network for ``classes`` (seeded by ``pretrain.seed``), with
-        a background output when stage 1 shows background windows."""
-        config = ModelConfig(
-            **{
-                **self.config.model,
-                "num_classes": len(classes),
-                "cls_background": self.config.pretrain.background_per_image > 0,
-            }
+        a background output when pre-training shows background windows."""
+        config = self.config.model.to_config(
+            num_classes=len(classes),
+            cls_background=self.config.pretrain.background_per_image > 0,
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.pretrain.seed)
@@ -96,15 +112,17 @@ class Pipeline:
             version=self.config.version,
             classes=classes,
             model=net.config,
+            detection=self.config.detection.to_config(),
             proposals=self.proposal_config,
             weights_sha256="",
         )
         return SppModel(manifest=manifest, net=net)
 
     def run_pretrain(self) -> SppNet:
-        """Stage 1 (resumable per epoch) on the train split and the extra images, or the
+        """Pre-training (resumable per epoch) on the train split and the extra images, or the
         warm start from ``pretrain.init_from``; returns the pre-trained network."""
         work, config = self.workdir, self.config
+        self.begin("pretrain")
         prepare_data(config, work, progress=self.progress)
         train = self.dataset(config.data.train_split)
         classes = list(train.classes)
@@ -149,8 +167,9 @@ class Pipeline:
     def _background_candidates(
         self, dataset: VocDataset, sub: Path
     ) -> dict[str, np.ndarray] | None:
-        """The proposals stage-1 background windows are drawn from (``background_source:
-        proposals``; cached where stages 3-5 look for them), or None for random squares."""
+        """The proposals pre-training's background windows are drawn from
+        (``background_source: proposals``; cached where the detection stages look for them), or
+        None for random squares."""
         config = self.config.pretrain
         if config.background_per_image <= 0 or config.background_source == "random":
             return None
@@ -168,13 +187,15 @@ class Pipeline:
         )
 
     def detection_images(self, detector: Detector, classes: list[str]) -> list[DetectionImages]:
-        """The image sets stages 3-5 train on (``datasets.detection_images``)."""
+        """The image sets the detection stages train on (``datasets.detection_images``)."""
         return detection_images(
             self.config, self.workdir, detector, classes, progress=self.progress
         )
 
-    def run_detection(self, out: Path) -> Manifest:
-        """Stages 2-5 and calibration on top of stage 1; writes the final model to ``out``."""
+    def run_detection(self, out: Path, command: str = "") -> Manifest:
+        """Every stage after pre-training (running or resuming that first); writes the final
+        model to ``out``, named after that folder, with ``command`` as its recorded command
+        line."""
         config, work, progress = self.config, self.workdir, self.progress
         net = self.run_pretrain()
         classes = list(self.dataset(config.data.train_split).classes)
@@ -183,37 +204,44 @@ class Pipeline:
         parts = self.detection_images(detector, classes)
         tuned = config.conv_finetune.iterations > 0
         if tuned:
+            self.begin("conv_finetune")
             load_or_conv_finetune(
                 net, model.manifest, parts, config.conv_finetune, work, progress=progress
             )
         detection = model.manifest.detection
         variants = (tuple(detection.multi_scales), (detection.single_scale,))
         work.detect.mkdir(exist_ok=True)
-        # Stage 5 needs only stage 3's pooled samples: it runs before stage 4, whose fc7
+        # The regressors need only the fine-tuning samples: they run before the SVMs, whose fc7
         # features of every window take the memory next.
+        self.begin("conv5_cache")
         samples = load_or_collect_samples(
             parts, detector, variants, config.finetune, work, progress=progress
         )
+        self.begin("finetune")
         load_or_finetune(
             net, samples, config.finetune, work, progress=progress, from_detection_head=tuned
         )
+        self.begin("regression")
         train_regressors(net, samples, len(classes), config.bbox_alpha, work)
         del samples
+        self.begin("svm")
         load_or_train_svms(
             net, parts, detector, variants, classes, config.svm, work, progress=progress
         )
+        self.begin("calibrate")
         val = self.dataset(config.data.val_split)
         val_proposals = self._proposals(val, work.proposals())
         calibrate(detector, val, val_proposals, classes, work, progress=progress)
         manifest = save_model(
             net,
             out,
-            name=config.name,
+            name=out.name,
             version=config.version,
             classes=classes,
             description=config.description.strip(),
+            detection=model.manifest.detection,
             proposals=self.proposal_config,
-            training=provenance(config, work),
+            training=provenance(config, work, command),
         )
         work.log_event("model-saved", out=str(out), sha256=manifest.weights_sha256)
         return manifest

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,22 +24,28 @@ def annotations_sha256(voc_root: Path) -> str:
 
 
 def training_seeds(config: TrainConfig) -> dict[str, int]:
-    """Every seed the recipe's stages draw from, by stage."""
+    """Every seed the recipe's stages draw from, by stage (the data seeds only when the data is
+    generated)."""
+    generated = (
+        {"data": config.data.seed, "pretrain_data": config.data.seed + 1000}
+        if config.data.kind == "shapes"
+        else {}
+    )
     return {
-        "data": config.data.seed,
-        "pretrain_data": config.data.seed + 1000,
+        **generated,
         "pretrain": config.pretrain.seed,
         "finetune": config.finetune.seed,
         "svm": config.svm.seed,
     }
 
 
-def provenance(config: TrainConfig, work: WorkDir) -> dict[str, Any]:
-    """The manifest's ``training`` record: the command line, the recipe's JSON form, the data
-    summary (without its file list), the seeds, the torch version and the finishing time."""
+def provenance(config: TrainConfig, work: WorkDir, command: str = "") -> dict[str, Any]:
+    """The manifest's ``training`` record: ``command`` (the command line the caller wants
+    recorded, e.g. the ``spp train`` invocation), the recipe's JSON form, the data summary
+    (without its file list), the seeds, the torch version and the finishing time."""
     summary = json.loads(work.data_summary.read_text()) if work.data_summary.is_file() else {}
     return {
-        "command": shlex.join(["spp", *sys.argv[1:]]) if sys.argv else "",
+        "command": command,
         "recipe": config.to_json(),
         "data": {k: v for k, v in summary.items() if k != "files"},
         "seeds": training_seeds(config),

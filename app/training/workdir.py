@@ -1,11 +1,11 @@
 """The work directory of a training run: where each stage writes, and when outputs are stale.
 
 ``<work>/`` holds everything a run produces: ``data/`` (a generated dataset),
-``data-summary.json``, ``pretrain-data/`` (stage 1's extra images), ``proposals/``,
-``pretrain/`` (checkpoints), ``conv-finetune/`` (stage 2b, optional), ``conv5/`` (the cache
-of stage 2; ``proposals/extra/`` and ``conv5/extra/`` for the extra images that stages 3-5
-also train on, ``data.detect_extra``),
-``detect/`` (the fine-tuned head, SVMs, regressors and calibration of stages 3-5),
+``data-summary.json``, ``pretrain-data/`` (pre-training's extra images), ``proposals/``,
+``pretrain/`` (pre-training's checkpoints), ``conv-finetune/`` (conv fine-tuning, optional),
+``conv5/`` (the conv5 cache; ``proposals/extra/`` and ``conv5/extra/`` for the extra images
+that the detection stages also train on, ``data.detect_extra``),
+``detect/`` (the fine-tuned head, SVMs, regressors and calibration),
 ``recipe.json`` (the recipe the outputs were made with) and ``log.jsonl`` (losses and stage
 summaries). A stage whose output exists is skipped, so a cut-off run resumes where it stopped;
 :func:`check_work_recipe` refuses outputs that a changed recipe section has made stale.
@@ -23,8 +23,11 @@ from typing import Any
 from app.training.recipe import (
     ConvFinetuneConfig,
     DataConfig,
+    DetectionSection,
     FinetuneConfig,
+    ModelSection,
     PretrainConfig,
+    ProposalSection,
     SvmConfig,
 )
 
@@ -32,8 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Where a work directory keeps the recipe its outputs were made with.
 RECIPE_FILE = "recipe.json"
-#: Sub-directory of ``proposals/`` and ``conv5/`` for the extra images of stages 3-5 (their
-#: ids repeat the train split's).
+#: Sub-directory of ``proposals/`` and ``conv5/`` for the extra images of the detection
+#: stages (their ids repeat the train split's).
 EXTRA = Path("extra")
 
 DATA = "data"
@@ -54,6 +57,7 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "model": (PRETRAIN, CONV_FINETUNE, CONV5, DETECT),
     "pretrain": (PRETRAIN, CONV_FINETUNE, CONV5, DETECT),
     "proposals": (PROPOSALS, CONV_FINETUNE, CONV5, DETECT),
+    "detection": (CONV5, DETECT),
     "conv_finetune": (CONV_FINETUNE, CONV5, DETECT),
     "finetune": (DETECT,),
     "data.detect_extra": (CONV_FINETUNE, DETECT),
@@ -79,7 +83,7 @@ class WorkDir:
 
     @property
     def pretrain_data(self) -> Path:
-        """Root of the extra generated images of stage 1."""
+        """Root of the extra generated images of pre-training."""
         return self.root / PRETRAIN_DATA
 
     def proposals(self, sub: Path = Path()) -> Path:
@@ -88,21 +92,21 @@ class WorkDir:
 
     @property
     def pretrain_checkpoint(self) -> Path:
-        """Stem of stage 1's checkpoint (``.safetensors`` + ``.json``)."""
+        """Stem of pre-training's checkpoint (``.safetensors`` + ``.json``)."""
         return self.root / PRETRAIN / "checkpoint"
 
     @property
     def conv_finetune(self) -> Path:
-        """Stage 2b's output (the fine-tuned trunk and head) and checkpoints."""
+        """Conv fine-tuning's output (the fine-tuned trunk and head) and checkpoints."""
         return self.root / CONV_FINETUNE
 
     def conv5(self, sub: Path = Path()) -> Path:
-        """Stage 2's conv5 cache of the images of ``sub`` (``Path()`` or :data:`EXTRA`)."""
+        """The conv5 cache of the images of ``sub`` (``Path()`` or :data:`EXTRA`)."""
         return self.root / CONV5 / sub
 
     @property
     def detect(self) -> Path:
-        """Outputs of stages 3-5."""
+        """Outputs of fine-tuning, the regressors, the SVMs and calibration."""
         return self.root / DETECT
 
     @property
@@ -112,12 +116,12 @@ class WorkDir:
 
     @property
     def det_head(self) -> Path:
-        """The fine-tuned fc6/fc7 and fc8 of stage 3."""
+        """The fine-tuned fc6/fc7 and fc8 of fine-tuning."""
         return self.detect / "det_head.safetensors"
 
     @property
     def svm(self) -> Path:
-        """The SVM weights, bias and feature scale of stage 4."""
+        """The SVM weights, bias and feature scale."""
         return self.root / SVM_FILE
 
     @property
@@ -166,6 +170,9 @@ def _with_defaults(recipe: dict[str, Any]) -> dict[str, Any]:
     """``recipe`` with each section's missing fields at their defaults, so that a recipe
     recorded before a field existed equals one that leaves the new field at its default."""
     defaults = {
+        "model": ModelSection(),
+        "proposals": ProposalSection(),
+        "detection": DetectionSection(),
         "data": DataConfig(),
         "pretrain": PretrainConfig(),
         "conv_finetune": ConvFinetuneConfig(),

@@ -211,12 +211,15 @@ def test_evaluate_a_stored_model_records_its_metrics(tmp_path: Path, store: Path
         record=True,
         workers=1,
         progress=False,
+        command="spp eval --record",
     )
     summary = report["summary"]
+    assert report["settings"]["command"] == "spp eval --record", "the caller's, not sys.argv"
     assert summary["images"] == 3 and summary["scales"] == "single"
     assert 0.0 <= summary["proposal_recall"]["0.5"] <= 1.0
     assert report["settings"]["model"] == "tiny"
-    assert list((root / "cache").glob("proposals-val-*.safetensors"))  # proposals were cached
+    assert list((tmp_path / "out" / "cache").glob("proposals-val-*.safetensors")), "cached"
+    assert not (root / "cache").exists(), "the dataset folder is only read"
     recorded = read_manifest(store / "tiny").metrics["val_single"]
     assert recorded == {**summary, "command": report["settings"]["command"]}
     assert (store / "tiny" / "weights.safetensors").read_bytes() == weights

@@ -135,3 +135,46 @@ def test_cli_writes_the_card_then_check_passes(store_copy: Path) -> None:
 def test_cli_card_of_an_unknown_model_fails(store_copy: Path) -> None:
     with pytest.raises(SystemExit, match="no such file"):
         main(["models", "card", "nope", "--store", str(store_copy)])
+
+
+def _voc_trained(**training: object) -> Manifest:
+    """A model trained on the train split of a VOC folder, evaluated on its test split, with the
+    provenance the pipeline records (generator fields at their defaults in the recipe)."""
+    recipe = {
+        "name": "toy",
+        "data": {"kind": "voc", "root": "/data/mine", "train_split": "train",
+                 "val_split": "val", "seed": 1, "train": 400, "val": 100, "pretrain_extra": 5,
+                 "detect_extra": 0},
+        "pretrain": {"epochs": 3},
+    }  # fmt: skip
+    provenance = {
+        "command": "spp train all --config /abs/mine.yaml",
+        "recipe": recipe,
+        "seeds": {"data": 1, "pretrain_data": 1001, "pretrain": 0},
+        "data": {"root": "/data/mine", "annotations_sha256": "cd" * 32},
+    }
+    metric = {
+        "map": 0.5,
+        "ap": {"kite": 0.5, "lamp": 0.5},
+        "scales": "single",
+        "command": "spp eval --voc-root /data/mine --split test --record",
+    }
+    return toy_manifest(training={**provenance, **training}, metrics={"test_single": metric})
+
+
+def test_card_of_a_voc_trained_model_leaves_out_the_generator() -> None:
+    card = render_model_card(_voc_trained())
+    assert "Read from the VOC-layout dataset at `/data/mine`." in card
+    assert "train: 400" not in card and "pretrain_extra" not in card
+    assert "data 1" not in card and "pretrain_data" not in card and "pretrain 0" in card
+    assert "more generated images" not in card
+    assert "root: /data/mine, train_split: train, val_split: val" in card
+
+
+def test_card_of_a_voc_trained_model_does_not_call_its_own_folder_unseen() -> None:
+    card = render_model_card(_voc_trained())
+    assert "did not train on;" not in card
+    assert "trained on the `train` split of `/data/mine`" in card
+    shapes = render_model_card(toy_manifest(training={"recipe": {"data": {"kind": "shapes"}}},
+                                            metrics=_voc_trained().metrics))  # fmt: skip
+    assert "is a dataset the model did not train on" in shapes

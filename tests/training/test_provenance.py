@@ -27,14 +27,16 @@ def test_the_annotation_hash_covers_every_xml_in_name_order(tmp_path: Path) -> N
 def test_the_record_holds_the_command_recipe_data_and_seeds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The command is what the caller passes, never the process's command line."""
     config = TrainConfig.model_validate(
         {"name": "x", "version": "1", "data": {"seed": 7}, "svm": {"seed": 3}}
     )
     work = WorkDir(tmp_path)
     work.data_summary.write_text(json.dumps({"sha256": "abc", "files": ["a.jpg"]}))
     monkeypatch.setattr("sys.argv", ["/usr/bin/spp", "train", "all", "--work", "my dir"])
-    record = provenance(config, work)
+    record = provenance(config, work, "spp train all --work 'my dir'")
     assert record["command"] == "spp train all --work 'my dir'"
+    assert provenance(config, work)["command"] == "", "sys.argv is not read"
     assert record["recipe"] == config.to_json()
     assert record["data"] == {"sha256": "abc"}, "the file list stays out"
     assert record["seeds"] == training_seeds(config)
@@ -47,3 +49,10 @@ def test_the_record_holds_the_command_recipe_data_and_seeds(
     }
     assert record["torch"] == torch.__version__
     assert record["finished"].endswith("Z")
+
+
+def test_a_voc_recipe_records_no_generator_seeds() -> None:
+    config = TrainConfig.model_validate(
+        {"name": "x", "version": "1", "data": {"kind": "voc", "root": "/d"}, "svm": {"seed": 3}}
+    )
+    assert training_seeds(config) == {"pretrain": 0, "finetune": 0, "svm": 3}

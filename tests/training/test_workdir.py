@@ -108,3 +108,27 @@ def test_a_new_work_directory_records_the_recipe(tmp_path: Path) -> None:
     recipe = {"name": "x", "svm": {"C": 0.5}}
     check_work_recipe(work, recipe)
     assert json.loads((work / RECIPE_FILE).read_text()) == recipe
+
+
+def test_new_detection_scales_make_the_conv5_cache_and_the_head_stale(tmp_path: Path) -> None:
+    check_work_recipe(tmp_path, {"model": {"width": 0.25}})
+    for output in ("pretrain", "proposals", "conv5", "detect"):
+        (tmp_path / output).mkdir()
+    # an explicit default is the same recipe as the omitted section
+    check_work_recipe(tmp_path, {"model": {"width": 0.25}, "detection": {"single_scale": 688}})
+    with pytest.raises(StaleWorkError) as error:
+        check_work_recipe(tmp_path, {"model": {"width": 0.25}, "detection": {"single_scale": 400}})
+    stale = str(error.value).partition("delete them to redo those stages: ")[2]
+    assert sorted(Path(p).name for p in stale.split(", ")) == ["conv5", "detect"]
+
+
+def test_resuming_with_the_stage_directories_of_before_works(tmp_path: Path) -> None:
+    """The work directory keeps its folder names (pretrain/, conv5/, detect/, ...), so a work
+    directory made before the stages were renamed in the code resumes as it is."""
+    work = WorkDir(tmp_path)
+    assert (work.pretrain_checkpoint.parent.name, work.conv5().name, work.detect.name) == (
+        "pretrain",
+        "conv5",
+        "detect",
+    )
+    assert work.conv_finetune.name == "conv-finetune" and work.svm.name == "svm.safetensors"

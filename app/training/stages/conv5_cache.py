@@ -1,4 +1,4 @@
-"""Stage 2: conv5 computed once per training image and scale, cached on disk (docs/model.md §7.2).
+"""The conv5 cache: conv5 once per training image and scale, on disk (docs/model.md §7.2).
 
 The trunk is frozen after pre-training, so every later stage (fine-tuning samples, SVM
 features, regression features, calibration) reads conv5 from here instead of recomputing it.

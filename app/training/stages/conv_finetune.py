@@ -1,25 +1,25 @@
-"""Stage 2b, optional: fine-tune conv layers through the pyramid pooling (a departure).
+"""Conv fine-tuning, optional: fine-tune conv layers through the pyramid pooling (a departure).
 
 The paper freezes the trunk after pre-training: SPP-net's fine-tuning trains fc6-fc8 only,
 on pooled windows of cached conv5 maps. Fast R-CNN showed that back-propagating the window
 loss through the pooling into conv3 and up is its largest single gain, and that is what this
-stage does, between the labelled proposals (stage 2's input) and the conv5 cache (stage 2's
+stage does, between the labelled proposals (the conv5 cache's input) and the conv5 cache (its
 output, computed afterwards from the fine-tuned trunk):
 
 * every iteration draws ``images_per_batch`` images holding an object, each at a scale drawn
   from ``scales`` and flipped left-right half the time;
 * per image, up to ``fg_fraction`` of ``windows_per_image`` are positives (IoU >= 0.5 with a
   ground-truth box, ground-truth boxes included, label = its class + 1), the rest background
-  (IoU in [0.1, 0.5), label 0), the same ranges as stage 3;
+  (IoU in [0.1, 0.5), label 0), the same ranges as fine-tuning;
 * the image goes through the whole trunk (layers not in ``layers`` have no gradient, so no
   graph is built for them), its windows are projected onto conv5 by the manifest's rule and
   pooled by :func:`app.ops.spp.roi_spp` (whose backward pass routes each bin's gradient to its
-  maximal cell), then fc6/fc7 (``det_head``, initialised from stage 1's ``cls_head``) and a new
+  maximal cell), then fc6/fc7 (``det_head``, initialised from pre-training's ``cls_head``) and a new
   (K+1)-way ``det_fc8``, under a softmax loss;
 * SGD with momentum, the learning rate a tenth after ``lr_step``; a checkpoint every
   ``checkpoint_every`` iterations, so a cut-off run resumes (draws are seeded per iteration).
 
-Stage 3 then starts from this stage's ``det_head`` and ``det_fc8`` instead of ``cls_head``.
+Fine-tuning then starts from this stage's ``det_head`` and ``det_fc8`` instead of ``cls_head``.
 The classification head (``cls_head``, ``cls_fc8``) is not trained here, so whole-image
 ``classify`` with ``views: full`` or ``multi`` sees a trunk it was not trained with;
 ``views: detect`` is unaffected.
@@ -217,7 +217,7 @@ def load_or_conv_finetune(
     *,
     progress: bool,
 ) -> None:
-    """Stage 2b: load its result from ``<work>/conv-finetune/net.safetensors``, or run
+    """Conv fine-tuning: load its result from ``<work>/conv-finetune/net.safetensors``, or run
     :func:`conv_finetune` and save the tensors it changed there."""
     path = work.conv_finetune / "net.safetensors"
     if path.is_file():

@@ -1,4 +1,4 @@
-"""Stage 3: fine-tune fc6/fc7 on pooled windows with a new (K+1)-way fc8 (docs/model.md §7.3).
+"""Fine-tuning: fc6/fc7 on pooled windows with a new (K+1)-way fc8 (docs/model.md §7.3).
 
 The trunk is frozen, so each window's pooled conv5 vector is extracted once (from the conv5
 cache) and fine-tuning only trains the fully connected layers. Positives have IoU in
@@ -82,7 +82,8 @@ def finetune(
     from_detection_head: bool = False,
 ) -> list[dict[str, float]]:
     """Initialise ``net.det_head`` from ``net.cls_head`` and a fresh ``net.det_fc8`` (or keep
-    both as they are, ``from_detection_head``: after stage 2b trained them), then train them.
+    both as they are, ``from_detection_head``: after conv fine-tuning trained them), then train
+    them.
 
     Returns a loss log every 100 iterations.
     """
@@ -143,7 +144,7 @@ def collect_samples(
     progress: bool,
 ) -> WindowSamples:
     """Pool the windows :func:`pick_windows` chooses in every image holding an object, once
-    per scale set of ``variants`` (conv5 from each set's cache, filling it: stage 2).
+    per scale set of ``variants`` (conv5 from each set's cache, filling it).
 
     Returns:
         :class:`WindowSamples`: labels are the best-overlapping gt box's class + 1 for
@@ -210,7 +211,7 @@ def load_or_finetune(
     progress: bool,
     from_detection_head: bool = False,
 ) -> None:
-    """Stage 3: load the fine-tuned head from ``<work>/detect``, or :func:`finetune` it and
+    """Fine-tuning: load the fine-tuned head from ``<work>/detect``, or :func:`finetune` it and
     save it there (``head.*``: fc6/fc7, ``fc8.*``: the (K+1)-way fc8)."""
     path = work.det_head
     if path.is_file():

@@ -1,4 +1,4 @@
-"""Stage 1: classification pre-training of conv1..conv5 + fc6/fc7/fc8 (docs/model.md §7.1).
+"""Pre-training: classification pre-training of conv1..conv5 + fc6/fc7/fc8 (docs/model.md §7.1).
 
 The paper pre-trains on ImageNet; here the data are object-centred crops of the training
 split (each object at a random context ratio, random shift and flip), which also prepares the
@@ -13,11 +13,11 @@ with a cosine learning-rate schedule, a context curriculum (objects first fill t
 later sit small in wide ones), and warm-up epochs at half resolution (the same two-size
 alternation at 112/90 px) before the paper's 224/180 epochs.
 
-One more departure, optional (``background_per_image``): stage 1 can also see *background
+One more departure, optional (``background_per_image``): pre-training can also see *background
 windows* (crops that hold no whole object: clutter, texture, pieces of shapes) under a
 (K+1)-th class. The paper's ImageNet pre-training has no such class; here the negatives that
 fool the detector are irregular polygons and clutter (``app.data.shapes``), and the conv
-layers, frozen after this stage, only learn to tell them from the classes if stage 1 shows
+layers, frozen after this stage, only learn to tell them from the classes if pre-training shows
 them. ``classify`` drops the background output (``Detector.object_probabilities``).
 Random squares rarely land on those polygons; ``background_source: proposals`` draws the
 windows from the image's selective-search proposals instead, which frame them.
@@ -27,7 +27,7 @@ epochs at the paper's two sizes and the curriculum's final context, under a cosi
 that restarts at ``finish_lr``. The schedule of the first ``epochs`` epochs does not depend on
 it, so a run that adds a finishing phase can resume from the checkpoint of one that had none
 (copied into a new work directory: the stale-output guard treats the change like any other
-change to stage 1).
+change to pre-training).
 """
 
 from __future__ import annotations
@@ -200,12 +200,12 @@ def pretrain(
     return history
 
 
-#: The tensors stage 1 trains, by state-dict prefix (what a warm start copies).
-STAGE1_PREFIXES = ("trunk.", "cls_head.", "cls_fc8.")
+#: The tensors pre-training trains, by state-dict prefix (what a warm start copies).
+PRETRAINED_PREFIXES = ("trunk.", "cls_head.", "cls_fc8.")
 
 
 def warm_start(net: SppNet, model_dir: Path, classes: Sequence[str]) -> str:
-    """Stage 1 replaced by an earlier model (``pretrain.init_from``): copy its trunk and
+    """Pre-training replaced by an earlier model (``pretrain.init_from``): copy its trunk and
     classification head into ``net``; returns that model's weights SHA-256.
 
     Raises:
@@ -220,7 +220,7 @@ def warm_start(net: SppNet, model_dir: Path, classes: Sequence[str]) -> str:
         raise ValueError(
             f"{model_dir}: its network {source.net.config} differs from the recipe's {net.config}"
         )
-    state = {k: v for k, v in source.net.state_dict().items() if k.startswith(STAGE1_PREFIXES)}
+    state = {k: v for k, v in source.net.state_dict().items() if k.startswith(PRETRAINED_PREFIXES)}
     net.load_state_dict(state, strict=False)
     net.eval()
     return source.manifest.weights_sha256

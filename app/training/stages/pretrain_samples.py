@@ -1,4 +1,4 @@
-"""Stage 1's samples: which objects and background windows of an image are cropped.
+"""Pre-training's samples: which objects and background windows of an image are cropped.
 
 Every object not marked difficult is a sample; an image holding one object adds *scene views*
 (the object at its share of the image, as whole-image classification sees it); with
@@ -109,7 +109,7 @@ def samples_of_image(
     rng: np.random.Generator | None = None,
     candidates: np.ndarray | None = None,
 ) -> list[LabelledObject]:
-    """The stage-1 samples of one image of ``image_size`` ``(height, width)``: a crop of every
+    """The pre-training samples of one image of ``image_size`` ``(height, width)``: a crop of every
     object not marked difficult, plus ``scene_views`` scene views when it is the image's only
     object (its longer side's share of the image's shorter side fixes the context), plus
     ``background`` windows of :func:`background_windows` (drawn with ``rng``, from

@@ -1,4 +1,4 @@
-"""Stage 5: per-class ridge regression of box deltas from pooled conv5 (docs/model.md §7.5).
+"""Box regression: per-class ridge regression of box deltas from pooled conv5 (docs/model.md §7.5).
 
 Each class's regressor maps the pooled conv5 vector of a positive window (IoU >= 0.5 with a
 gt box of the class; the fine-tuning samples) to the deltas ``(tx, ty, tw, th)`` that move

@@ -1,4 +1,4 @@
-"""Stage 4: one linear SVM per class with hard-negative mining (docs/model.md §7.4).
+"""The SVMs: one linear SVM per class with hard-negative mining (docs/model.md §7.4).
 
 Features are fine-tuned fc7 outputs (after ReLU) scaled by 20 / mean L2 norm. Positives are
 the class's non-difficult ground-truth boxes; negatives are windows with IoU < 0.3 to every
@@ -184,7 +184,7 @@ def load_or_train_svms(
     *,
     progress: bool,
 ) -> None:
-    """Stage 4: load ``net.svm`` from ``<work>/detect/svm.safetensors``, or train it and
+    """The SVMs: load ``net.svm`` from ``<work>/detect/svm.safetensors``, or train it and
     save it there (log event ``svm-done``)."""
     path = work.svm
     if path.is_file():

@@ -1,4 +1,4 @@
-"""Stage 4's SVM trainer on 2-D points whose max-margin separators are worked out by hand."""
+"""The SVM trainer on 2-D points whose max-margin separators are worked out by hand."""
 
 from __future__ import annotations
 
