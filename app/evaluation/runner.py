@@ -20,7 +20,7 @@ from tqdm import tqdm
 from app.data.proposal_cache import dataset_proposals
 from app.data.voc import VocDataset
 from app.evaluation.classification import classification_accuracy, single_object_ids
-from app.evaluation.errors import false_positive_breakdown
+from app.evaluation.false_positives import false_positive_breakdown
 from app.evaluation.plots import plot_precision_recall
 from app.evaluation.recall import ProposalRecall, proposal_recall_for_annotations
 from app.evaluation.report import build_report, write_report

@@ -34,7 +34,7 @@ class ModelConfig:
     """K, the number of object classes (background is not counted)."""
     cls_background: bool = False
     """Whether the classification fc8 has a (K+1)-th output for background windows shown in
-    stage-1 pre-training (a departure from the paper, whose ImageNet fc8 has none; see
+    the pre-training stage (a departure from the paper, whose ImageNet fc8 has none; see
     ``app.training.stages.pretrain``). ``classify`` reports only the K object classes."""
     width: float = Field(default=1.0, gt=0.0, le=4.0)
     """Channel multiplier of conv1..conv5; 1.0 is the paper's ZF-5."""

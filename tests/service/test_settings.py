@@ -1,5 +1,5 @@
 """Settings read from the environment: ``MODEL_STORE`` reaches the service (see also
-tests/test_cli.py for the CLI, which reads the same setting)."""
+tests/cli/test_commands.py for the CLI, which reads the same setting)."""
 
 from __future__ import annotations
 

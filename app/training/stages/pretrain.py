@@ -18,7 +18,7 @@ windows* (crops that hold no whole object: clutter, texture, pieces of shapes) u
 (K+1)-th class. The paper's ImageNet pre-training has no such class; here the negatives that
 fool the detector are irregular polygons and clutter (``app.data.shapes``), and the conv
 layers, frozen after this stage, only learn to tell them from the classes if pre-training shows
-them. ``classify`` drops the background output (``Detector.object_probabilities``).
+them. ``classify`` drops the background output (``app.inference.classify.object_probabilities``).
 Random squares rarely land on those polygons; ``background_source: proposals`` draws the
 windows from the image's selective-search proposals instead, which frame them.
 
