@@ -37,17 +37,13 @@ COPY --from=wheels /wheels /wheels
 RUN python -m venv /opt/venv
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone: a code change does not reinstall torch.
+# The dependencies of pyproject.toml only: the venv does not change with the code, so a code
+# change rebuilds neither this layer nor the runtime stage's copy of it.
 COPY pyproject.toml ./
 # hadolint ignore=DL3013
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && /opt/venv/bin/pip install ${PIP_INDEX_OPTIONS} --find-links /wheels \
         "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" -r requirements.txt
-
-COPY README.md ./
-COPY app ./app
-RUN /opt/venv/bin/pip install ${PIP_INDEX_OPTIONS} --find-links /wheels --no-deps . \
-    && /opt/venv/bin/python -m compileall -q /opt/venv/lib/python3.11/site-packages/app
 
 # ----------------------------------------------------------------------------- runtime
 FROM ${BASE_IMAGE} AS runtime
@@ -58,6 +54,9 @@ RUN groupadd --gid 10001 spp \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /srv/spp
 COPY model_store ./model_store
+# The package runs from here (PYTHONPATH); compiled now, as the root filesystem is read-only later.
+COPY app ./app
+RUN python -m compileall -q app
 
 # HOST/GRPC_HOST: a container must listen beyond its own loopback to be reachable on a normal
 # network (port publishing, or another host); the service's defaults are 127.0.0.1.
@@ -65,6 +64,7 @@ COPY model_store ./model_store
 # JIT caches (numba, Triton, matplotlib) go to /tmp: the image runs with a read-only root.
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \
+    PYTHONPATH=/srv/spp \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOST=0.0.0.0 \

@@ -92,12 +92,10 @@ make_builder_base() {
 }
 
 serving_requirements() {
-    # The core dependencies of pyproject.toml plus the build backend for `pip install .`.
+    # The core dependencies of pyproject.toml (what the image installs).
     python3 - "$ROOT/pyproject.toml" <<'PY'
 import sys, tomllib
-project = tomllib.load(open(sys.argv[1], "rb"))
-print("\n".join(project["project"]["dependencies"] + project["build-system"]["requires"]))
-print("wheel")
+print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))
 PY
 }
 
@@ -126,11 +124,17 @@ make_wheel_image() {
     dir=$(mktemp -d /tmp/spp-wheels.XXXXXX)
     serving_requirements >"$dir/requirements.txt"
     echo "collecting wheels into $WHEELS_TAG (local wheel directories first, then PyPI)"
+    # Wheels for the image's Python (3.11) on this host's platform (x86_64 or aarch64 Linux,
+    # glibc as new as bookworm's); every serving dependency ships wheels. pip's notes about
+    # local index folders without a given package are left out of the log.
     # shellcheck disable=SC2046
-    # This host runs the image's Python (3.11, x86_64, glibc >= bookworm's), so its pip picks
-    # the wheels the image needs.
-    python3 -m pip download -q $(local_index_options) -d "$dir/wheels" -r "$dir/requirements.txt" \
-        "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+    if ! python3 -m pip download -q --only-binary=:all: --python-version 3.11 \
+        $(local_index_options) -d "$dir/wheels" -r "$dir/requirements.txt" \
+        "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; }; then
+        echo "error: pip download of the serving wheels failed (see above)" >&2
+        exit 1
+    fi
     tar -C "$dir" -c wheels | docker import - "$WHEELS_TAG" >/dev/null
     rm -rf "$dir"
 }

@@ -66,7 +66,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*", "allow-list: everything is ignored unless named"
     allowed = {pattern[1:].rstrip("/") for pattern in patterns if pattern.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "app", "model_store"}
+    assert allowed == {"pyproject.toml", "app", "model_store"}
 
 
 @pytest.fixture(scope="module")
