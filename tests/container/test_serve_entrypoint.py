@@ -19,6 +19,7 @@ def test_defaults_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("HOST", "0.0.0.0")
     monkeypatch.setenv("PORT", "9123")
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    monkeypatch.setenv("GRPC_PORT", "0")
     args = parse_args([])
     assert (args.host, args.port, args.workers) == ("0.0.0.0", 9123, 3)
     explicit = parse_args(["--host", "127.0.0.1", "--port", "1234", "--workers", "2"])
@@ -30,6 +31,19 @@ def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", " ")
     args = parse_args([])
     assert (args.host, args.port) == ("127.0.0.1", 8000)
+
+
+def test_several_workers_need_grpc_off(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each worker would bind GRPC_PORT: refused with one line, accepted with GRPC_PORT=0."""
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    monkeypatch.setenv("GRPC_PORT", "8081")
+    with pytest.raises(SystemExit):
+        parse_args([])
+    assert "set GRPC_PORT=0 with several workers" in capsys.readouterr().err
+    monkeypatch.setenv("GRPC_PORT", "0")
+    assert parse_args([]).workers == 2
 
 
 @pytest.mark.parametrize(
