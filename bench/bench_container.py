@@ -11,7 +11,7 @@
 - The image's size (``docker image inspect``), its top-level directories and the ten largest
   directories under the venv's site-packages (``du`` inside the image).
 
-    .venv/bin/python -m bench.bench_container [--image spp-service:latest] [--repeats N]
+    SPP_BENCH_IMAGE=spp-service:latest .venv/bin/python -m bench.bench_container [--repeats N]
         [--starts N] [--quick] [--write [BENCHMARKS.md]]
 """
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         SizeOption("--repeats", 5, 1, "interleaved repeats per photo and server"),
         SizeOption("--starts", 3, 1, "containers started for the run-to-ready time"),
     )
-    image = os.environ.get("SPP_BENCH_IMAGE", "spp-service:latest")
+    image = os.environ.get("SPP_BENCH_IMAGE", "spp-service:latest")  # the tests set their tag
     machine = machine_description()
     starts = []
     for index in range(args.starts):
