@@ -7,20 +7,21 @@
 # base, dependencies from PyPI (a normal host with Docker Hub and PyPI).
 #
 # With --local-base (hosts that reach Debian's mirror and a Python package index, but not Docker
-# Hub), two images are made first and kept, so later builds reuse them:
+# Hub), three images are made first, each only when its tag is missing, so later builds reuse
+# them:
 #   * spp-local-python:3.11-bookworm: the stand-in for python:3.11-slim-bookworm, a minimal
 #     Debian bookworm (debootstrap from this host's Debian mirror) with Debian's python3.11,
 #     `python`/`python3` in /usr/local/bin. The runtime stage is built on this one.
-#     spp-local-python:3.11-bookworm-hostca adds this host's CA bundle and a pip config naming
-#     it (for hosts whose TLS is intercepted); only the builder stage uses it, so the CA never
-#     reaches the service image.
-#   * spp-local-wheels:<hash of pyproject.toml>: every wheel the serving install needs, resolved
-#     by this host's pip (so its local wheel directories and file:// indexes are used before
-#     PyPI; torch with its CUDA libraries is about 4 GB), in /wheels. The builder stage copies
-#     them with `COPY --from` and installs offline (`--no-index --find-links /wheels`).
+#   * spp-local-python:3.11-bookworm-hostca: the same plus this host's CA bundle (HOST_CA,
+#     default /etc/ssl/certs/ca-certificates.crt) and a pip config naming it, for hosts whose
+#     TLS is intercepted; only the builder stage uses it, so the CA never reaches the image.
+#   * spp-local-wheels:<hash of the dependency list>: in /wheels, every wheel the serving
+#     install needs, resolved by this host's pip (its local wheel directories and file://
+#     indexes before PyPI; torch with its CUDA libraries, about 3.2 GB in all). The builder
+#     stage copies them with `COPY --from` and installs offline (`--no-index`).
 #     Why an image: the classic builder (Debian's docker.io has no buildx) has no cache mounts,
-#     and putting GBs of wheels in the build context would resend them on every build; a tagged
-#     image is copied once per dependency change and the layers after it stay cached.
+#     and GBs of wheels in the build context would be resent on every build; a tagged image is
+#     made once per dependency change, and the layers after its `COPY --from` stay cached.
 # Every build runs with `--network host` (this engine has no bridge network).
 set -euo pipefail
 
@@ -50,8 +51,8 @@ image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 debian_mirror() {
     # The first Debian main-archive URI this host's apt uses (deb822 or one-line format).
     local uri
-    uri=$(grep -hoE 'https?://[^ ]*/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
-        | head -n1 | tr -d ' ')
+    uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | grep -vE '^[[:space:]]*#' \
+        | grep -oE 'https?://[^ ]*/debian/?( |$)' | head -n1 | tr -d ' ')
     echo "${uri:-http://deb.debian.org/debian}"
 }
 
@@ -81,6 +82,7 @@ make_local_base() {
 
 make_builder_base() {
     image_exists "$BUILDER_TAG" && { echo "reusing $BUILDER_TAG"; return; }
+    [ -f "$HOST_CA" ] || { echo "error: no CA bundle at $HOST_CA (set HOST_CA)" >&2; exit 1; }
     local dir
     dir=$(mktemp -d /tmp/spp-hostca.XXXXXX)
     cp "$HOST_CA" "$dir/host-ca.crt"
