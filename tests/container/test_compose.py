@@ -20,7 +20,7 @@ from docker_helpers import ROOT, Container, docker, free_port, wait_ready
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 
 OVERRIDE = Path(__file__).with_name("compose.host-network.yml")
-PROJECT = "spp-compose-test"
+PROJECT = f"spp-compose-test-{os.getpid()}"  # two test runs at once do not meet
 
 
 def compose_binary() -> str:
