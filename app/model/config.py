@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 #: ZF-5 conv widths at width multiplier 1.0 (docs/model.md §1): conv1 .. conv5.
 ZF5_CHANNELS: tuple[int, int, int, int, int] = (96, 256, 384, 384, 256)

@@ -28,7 +28,6 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
-from pydantic._internal._docs_extraction import extract_docstrings_from_cls
 from pydantic.fields import FieldInfo
 
 from app.data.shapes.knobs import GeneratorKnobs, knobs_for
@@ -87,9 +86,8 @@ def _section_of(
 ) -> type[BaseModel]:
     """A recipe section with the fields (types, defaults, bounds) and field validators of the
     pydantic dataclass ``config_class``, less ``leave_out``: the model's schema, written once."""
-    meanings = extract_docstrings_from_cls(config_class, use_inspect=True)
     fields: dict[str, Any] = {
-        name: (info.annotation, FieldInfo.merge_field_infos(info, description=meanings.get(name)))
+        name: (info.annotation, FieldInfo.merge_field_infos(info))
         for name, info in config_class.__pydantic_fields__.items()  # type: ignore[attr-defined]
         if name not in leave_out
     }
