@@ -33,7 +33,7 @@ from app.inference.timing import timed
 from app.service.batching import AdmissionGate, InferenceOutcome, InferenceWorker
 from app.service.metrics import ServiceMetrics
 from app.service.proposing import ProposalStage, Searcher, await_until
-from app.service.schemas import ProposalsSource
+from app.service.api_models import ProposalsSource
 from app.service.settings import Settings
 
 T = TypeVar("T")

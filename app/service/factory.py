@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.service.errors import install_error_handlers
+from app.service.error_answers import install_error_handlers
 from app.service.logs import configure_logging
 from app.service.metrics import ServiceMetrics
 from app.service.middleware import REQUEST_ID_HEADER, RequestContextMiddleware

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.imaging import MEDIA_TYPES
-from app.service.schemas import ErrorResponse
+from app.service.api_models import ErrorResponse
 
 #: The error answers of /detect and /classify, for the OpenAPI document.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -1,6 +1,6 @@
 """What the protocol's transports (HTTP routes, gRPC servicer) need from the server behind them.
 
-Any object with these methods serves: :class:`app.service.oip.spp.SppBackend` is the one of
+Any object with these methods serves: :class:`app.service.oip.spp_backend.SppBackend` is the one of
 this service's models; tests use a fake with fixed outputs.
 """
 
@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app.service.oip.errors import OipError
+from app.service.oip.protocol_errors import OipError
 from app.service.oip.messages import (
     InferRequest,
     ModelMetadata,

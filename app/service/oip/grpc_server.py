@@ -4,7 +4,7 @@ on a ``grpc.aio`` server in the service's own event loop.
 Health, readiness and server metadata are open; model metadata and inference need the API key
 when one is set, as ``authorization: Bearer <key>`` or ``x-api-key: <key>`` call metadata
 (what ``tritonclient.grpc`` sends as ``headers=``). Errors end the call with the gRPC status
-of :func:`~app.service.oip.errors.grpc_code` and the protocol's message as details.
+of :func:`~app.service.oip.protocol_errors.grpc_code` and the protocol's message as details.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import grpc
 from grpc import aio
 
 from app.service.oip.backend import InferenceBackend, resolve_model, run_inference
-from app.service.oip.errors import ErrorTranslator, OipError, grpc_code, no_translation
+from app.service.oip.protocol_errors import ErrorTranslator, OipError, grpc_code, no_translation
 from app.service.oip.grpc_codec import request_from_proto, response_to_proto
 from app.service.oip.protocol import SERVICE_NAME, Protocol, load_protocol
 

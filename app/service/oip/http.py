@@ -30,8 +30,8 @@ from fastapi.routing import APIRoute
 
 from app.service.oip.backend import InferenceBackend, resolve_model, run_inference
 from app.service.oip.codec import INFERENCE_HEADER, encode_infer_response, parse_infer_request
-from app.service.oip.errors import ErrorTranslator, OipError, no_translation
-from app.service.oip.schemas import (
+from app.service.oip.protocol_errors import ErrorTranslator, OipError, no_translation
+from app.service.oip.openapi_models import (
     ErrorOut,
     InferRequestIn,
     InferResponseOut,
@@ -215,7 +215,7 @@ def create_oip_router(
     Args:
         max_body_bytes: largest accepted inference request body (after inflating), in bytes.
         translate_error: the backend's exceptions -> protocol errors (see
-            :data:`~app.service.oip.errors.ErrorTranslator`).
+            :data:`~app.service.oip.protocol_errors.ErrorTranslator`).
         dependencies: run before the model metadata and inference routes (an API key check);
             health, server metadata and model readiness stay open, as probes carry no
             credentials.

@@ -5,7 +5,7 @@ process and event loop, over the same :class:`~app.service.state.ServiceState`.
 Both transports share the service's limits: ``IMAGE`` up to ``MAX_UPLOAD_MB`` (413), the HTTP
 body up to that in base64 plus the JSON around it, ``API_KEY`` for model metadata and
 inference (health and readiness stay open, as for ``/readyz``), and the error table of
-:mod:`app.service.errors`.
+:mod:`app.service.error_answers`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import logging
 from fastapi import Depends, FastAPI
 
 from app.service.deps import ApiKeyDep
-from app.service.errors import oip_error_translator
+from app.service.error_answers import oip_error_translator
 from app.service.metrics import ServiceMetrics
 from app.service.oip.grpc_server import OipGrpcServer
 from app.service.oip.http import create_oip_router
 from app.service.oip.service_engine import ServiceEngine, record_timings
-from app.service.oip.spp import SppBackend
+from app.service.oip.spp_backend import SppBackend
 from app.service.settings import Settings
 from app.service.state import ServiceState
 

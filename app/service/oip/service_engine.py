@@ -1,4 +1,4 @@
-"""The protocol's :class:`~app.service.oip.spp.SppEngine` over this service's own engine.
+"""The protocol's :class:`~app.service.oip.spp_backend.SppEngine` over this service's own engine.
 
 An inference request of either transport goes the way ``/detect`` and ``/classify`` go once
 their upload is read: a slot in the admission gate (503 when full), the request's deadline
@@ -19,9 +19,9 @@ from fastapi import Request
 from app.inference.results import Detection, Prediction
 from app.service.batching import ShuttingDown
 from app.service.engine import InferenceEngine
-from app.service.oip.errors import OipError
-from app.service.oip.spp import LoadedModel
-from app.service.schemas import DetectParams
+from app.service.oip.protocol_errors import OipError
+from app.service.oip.spp_backend import LoadedModel
+from app.service.api_models import DetectParams
 from app.service.state import ServiceState
 
 #: The stage timings (milliseconds) of the HTTP request being served, when one is.

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from app.service.deps import ApiKeyDep, EngineDep
 from app.service.responses import ERROR_RESPONSES, server_timing_header
-from app.service.schemas import ClassifyParams, ClassifyResponse, ModelRef
+from app.service.api_models import ClassifyParams, ClassifyResponse, ModelRef
 from app.service.uploads import read_image_request, upload_openapi
 
 router = APIRouter(tags=["inference"], dependencies=[ApiKeyDep])

@@ -28,7 +28,7 @@ from app.imaging import MEDIA_TYPES
 from app.service.deps import ApiKeyDep, EngineDep
 from app.service.engine import InferenceEngine
 from app.service.responses import ERROR_RESPONSES, choose_format, server_timing_header
-from app.service.schemas import (
+from app.service.api_models import (
     MAX_PROPOSALS_FIELD_BYTES,
     PROPOSALS_FIELD,
     DetectParams,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from app.service.deps import MetricsDep, StateDep
-from app.service.schemas import ErrorResponse, HealthResponse, ModelRef, ReadyResponse
+from app.service.api_models import ErrorResponse, HealthResponse, ModelRef, ReadyResponse
 
 router = APIRouter(tags=["operations"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.service.deps import ApiKeyDep, StateDep
-from app.service.schemas import ModelInfo, ModelsResponse
+from app.service.api_models import ModelInfo, ModelsResponse
 
 router = APIRouter(tags=["models"], dependencies=[ApiKeyDep])
 

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from fastapi import Depends, FastAPI, Header, HTTPException
 
-from app.service.oip.errors import OipError
+from app.service.oip.protocol_errors import OipError
 from app.service.oip.grpc_server import OipGrpcServer
 from app.service.oip.http import create_oip_router
-from app.service.oip.spp import LoadedModel, SppBackend
-from app.service.schemas import DetectParams
+from app.service.oip.spp_backend import LoadedModel, SppBackend
+from app.service.api_models import DetectParams
 
 MODEL = "shapes"
 CLASSES = ("circle", "square", "triangle")

@@ -11,7 +11,7 @@ import pytest
 import tritonclient.http as httpclient
 
 from app.service.oip.codec import encode_infer_response, parse_infer_request
-from app.service.oip.errors import OipError
+from app.service.oip.protocol_errors import OipError
 from app.service.oip.messages import OutputTensor
 
 

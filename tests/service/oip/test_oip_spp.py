@@ -8,15 +8,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.service.oip.errors import OipError
-from app.service.oip.spp import (
+from app.service.oip.protocol_errors import OipError
+from app.service.oip.spp_backend import (
     SppBackend,
     detect_params,
     detection_arrays,
     probability_arrays,
     resolve_class_ids,
 )
-from app.service.schemas import DetectParams
+from app.service.api_models import DetectParams
 
 
 def test_detect_params_defaults_are_detects() -> None:

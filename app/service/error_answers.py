@@ -35,7 +35,7 @@ from app.service.batching import (
     ShuttingDown,
 )
 from app.service.metrics import ServiceMetrics
-from app.service.oip.errors import ErrorTranslator, OipError
+from app.service.oip.protocol_errors import ErrorTranslator, OipError
 from app.service.settings import Settings
 
 RETRY_AFTER_S = "1"

@@ -9,9 +9,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.inference.detector import DetectionResult, DetectOptions, Prediction
+from app.service.proposing import ProposalsSource
 
 OutputFormat = Literal["json", "png", "jpeg"]
-ProposalsSource = Literal["selective_search", "client", "cache"]
 MAX_PROPOSALS_LIMIT = 10_000
 #: The multipart field of ``POST /detect`` carrying the client's own proposals (JSON).
 PROPOSALS_FIELD = "proposals"

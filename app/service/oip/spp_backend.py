@@ -15,7 +15,7 @@ model                         input                           outputs
 
 Detection request parameters are ``/detect``'s options (``scales``, ``min_confidence``,
 ``nms_iou``, ``max_detections``, ``classes``, ``max_proposals``), validated by the same
-:class:`~app.service.schemas.DetectParams`; a bad one is a 400. Classification takes none.
+:class:`~app.service.api_models.DetectParams`; a bad one is a 400. Classification takes none.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import ValidationError
 
-from app.service.oip.errors import OipError, bad_request
+from app.service.oip.protocol_errors import OipError, bad_request
 from app.service.oip.messages import ModelMetadata, ServerMetadata, TensorSpec
-from app.service.schemas import DetectParams, UnknownClassError, class_ids_from_names
+from app.service.api_models import DetectParams, UnknownClassError, class_ids_from_names
 
 CLASSIFY_SUFFIX = "-classify"
 PLATFORM = "pytorch"
