@@ -78,9 +78,7 @@ def first_per_class(order: Tensor, class_idx: Tensor, cap: int) -> Tensor:
     return torch.as_tensor(kept, dtype=torch.long, device=order.device)
 
 
-def _nms(
-    boxes: Tensor, scores: Tensor, class_idx: Tensor, options: PostprocessOptions
-) -> Tensor:
+def _nms(boxes: Tensor, scores: Tensor, class_idx: Tensor, options: PostprocessOptions) -> Tensor:
     """Per-class NMS then the per-class cap: indices into ``boxes``, best score first."""
     nms_boxes = boxes if options.nms_extent == "exclusive" else inclusive_to_exclusive(boxes)
     order = batched_nms(nms_boxes, scores, class_idx, options.nms_iou)  # by score, desc.

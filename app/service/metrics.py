@@ -129,9 +129,7 @@ class ServiceMetrics:
         self.requests.labels(
             route=route, method=method, status=status, model=model, protocol=protocol
         ).inc()
-        self.request_latency.labels(route=route, model=model, protocol=protocol).observe(
-            duration_s
-        )
+        self.request_latency.labels(route=route, model=model, protocol=protocol).observe(duration_s)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
