@@ -95,8 +95,8 @@ def test_precision_setting_reaches_the_detector(
 ) -> None:
     """PRECISION=bfloat16 loads a bfloat16 detector; float16 on a CPU leaves the service up
     and not ready, saying why."""
-    from app.service.settings import Settings
     from app.service.registry import load_detector
+    from app.service.settings import Settings
 
     store = _store_with_tiny_model(tmp_path, tiny_model)
     settings = Settings(model_store=store, model_name="tiny", device="cpu", precision="bfloat16")

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from fastapi import Depends, FastAPI, Header, HTTPException
 
-from app.service.oip.protocol_errors import OipError
+from app.service.detection_options import DetectionParams as DetectParams
 from app.service.oip.grpc_server import OipGrpcServer
 from app.service.oip.http import create_oip_router
+from app.service.oip.protocol_errors import OipError
 from app.service.oip.spp_backend import LoadedModel, OneModel, SppBackend
-from app.service.detection_options import DetectionParams as DetectParams
 
 MODEL = "shapes"
 CLASSES = ("circle", "square", "triangle")

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2
 
-from app.service.oip.protocol_errors import OipError
 from app.service.oip.grpc_codec import CONTENTS_FIELDS, request_from_proto, response_to_proto
 from app.service.oip.messages import OutputTensor
 from app.service.oip.protocol import load_protocol
+from app.service.oip.protocol_errors import OipError
 from app.service.oip.tensors import NUMPY_DTYPES
 
 

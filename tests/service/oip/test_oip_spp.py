@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.service.detection_options import DetectionParams as DetectParams
 from app.service.oip.protocol_errors import OipError
 from app.service.oip.spp_backend import (
     OneModel,
@@ -17,7 +18,6 @@ from app.service.oip.spp_backend import (
     probability_arrays,
     resolve_class_ids,
 )
-from app.service.detection_options import DetectionParams as DetectParams
 
 
 def test_detect_params_defaults_are_detects() -> None:
