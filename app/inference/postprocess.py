@@ -6,9 +6,10 @@ order their boxes are regressed and clipped to the image, then per-class NMS
 (``torchvision.ops.batched_nms``, on boxes as they are or, with ``nms_extent="inclusive"``,
 with the "+1" pixel-set areas) keeps the highest-scoring of overlapping boxes and each class
 keeps its ``max_per_class`` best. With ``nms_before_regression`` (the SPP_net release's order)
-NMS and the per-class cap run on the unregressed windows and only the survivors are regressed
-and clipped. Then detections below ``min_confidence`` are dropped and the rest are sorted by
-confidence and cut to ``max_detections``.
+each class first keeps its ``max_per_class`` best-scoring windows, NMS runs on those windows
+unregressed, and only the survivors are regressed and clipped. Then detections below
+``min_confidence`` are dropped and the rest are sorted by confidence and cut to
+``max_detections``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class PostprocessOptions:
     max_detections: int | None = None
     """Keep the best N of all classes by confidence; ``None``: all."""
     nms_before_regression: bool = False
-    """NMS and the per-class cap on the unregressed windows, then regress the survivors."""
+    """The per-class cap on the windows' scores, NMS on the unregressed windows, then regress
+    the survivors (the release's order)."""
 
     @classmethod
     def resolve(cls, options: DetectOptions, config: DetectionConfig) -> PostprocessOptions:
@@ -123,7 +125,9 @@ def postprocess(
     kept_scores = scores[window_idx, class_idx]
     kept_conf = confidences[window_idx, class_idx]
     if options.nms_before_regression:
-        order = _nms(windows[window_idx], kept_scores, class_idx, options)
+        by_score = torch.sort(kept_scores, descending=True, stable=True).indices
+        best = first_per_class(by_score, class_idx, options.max_per_class)
+        order = best[_nms(windows[window_idx[best]], kept_scores[best], class_idx[best], options)]
         survivors = window_idx[order]
         boxes = decode_boxes(deltas[survivors, class_idx[order]], windows[survivors])
     else:

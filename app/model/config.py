@@ -159,9 +159,10 @@ class DetectionConfig:
     """Scale mode of a request that does not choose one (``/detect``'s ``scales``)."""
     nms_before_regression: bool = False
     """Order of NMS and box regression. ``False`` (docs/model.md §6): every candidate window is
-    regressed and NMS runs on the regressed boxes. ``True`` (the SPP_net release's test path,
-    ``spp_test.m`` then ``spp_test_bbox_regressor.m``): NMS runs on the unregressed windows,
-    each class keeps its ``max_per_class`` best, and only those survivors are regressed."""
+    regressed, NMS runs on the regressed boxes and each class keeps its ``max_per_class`` best.
+    ``True`` (the SPP_net release's test path, ``spp_test.m`` then
+    ``spp_test_bbox_regressor.m``): each class keeps its ``max_per_class`` best-scoring
+    windows, NMS runs on them unregressed, and only the survivors are regressed."""
     calibration: Literal["platt", "none"] = "platt"
     """What ``confidence`` is. ``platt``: ``sigmoid(a_k * score + b_k)``, per class, fitted on
     the val split (``net.platt``). ``none``: no calibration was fitted, ``confidence`` is
