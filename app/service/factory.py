@@ -40,6 +40,22 @@ def service_version() -> str:
         return "0+unknown"
 
 
+def _log_start(settings: Settings, registry: ModelRegistry) -> None:
+    logger.info(
+        "starting",
+        extra={
+            "fields": {
+                "model": settings.model_name,
+                "load_models": registry.startup_names(),
+                "model_control": settings.model_control,
+                "model_store": str(settings.model_store),
+                "device": settings.device,
+                "auth": settings.api_key is not None,
+            }
+        },
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -69,19 +85,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
-        logger.info(
-            "starting",
-            extra={
-                "fields": {
-                    "model": settings.model_name,
-                    "load_models": service.startup_names(),
-                    "model_control": settings.model_control,
-                    "model_store": str(settings.model_store),
-                    "device": settings.device,
-                    "auth": settings.api_key is not None,
-                }
-            },
-        )
+        _log_start(settings, service)
         loading = asyncio.create_task(service.start(), name="model-load")
         try:
             await oip.start_grpc()

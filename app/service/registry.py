@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -77,6 +78,14 @@ def parameter_bytes(detector: Detector) -> int:
     net = detector.model.net
     tensors = [*net.parameters(), *net.buffers()]
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def release_device_memory() -> None:
+    """Return the CUDA allocator's cached blocks of freed models to the device (no-op off
+    CUDA); called once a retired version is dropped."""
+    if torch.cuda.is_available():
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def cuda_allocated(device: torch.device) -> int | None:
@@ -171,6 +180,39 @@ class ModelServing:
         return await self.worker.classify(
             image, top_k, deadline=deadline, views=views, proposals=proposals
         )
+
+
+def report_loaded(metrics: ServiceMetrics, serving: ModelServing, *, default: bool) -> None:
+    """Metrics and the log line of a version that now serves (``default``: ``MODEL_NAME``)."""
+    detector, name = serving.detector, serving.name
+    if default:
+        metrics.model_ready.set(1)
+        metrics.model_load_seconds.set(serving.load_time_s or 0.0)
+    metrics.model_info.labels(name=name, version=serving.version, device=str(detector.device)).set(
+        1
+    )
+    metrics.model_memory.labels(model=name, kind="parameters").set(serving.memory.parameters)
+    if serving.memory.cuda_allocated is not None:
+        metrics.model_memory.labels(model=name, kind="cuda_allocated").set(
+            serving.memory.cuda_allocated
+        )
+    logger.info(
+        "model ready",
+        extra={
+            "fields": {
+                "model": name,
+                "version": serving.version,
+                "device": str(detector.device),
+                "load_time_s": round(serving.load_time_s or 0.0, 3),
+            }
+        },
+    )
+
+
+def forget_version(metrics: ServiceMetrics, serving: ModelServing) -> None:
+    """Drop a retired version's ``spp_model_info`` series."""
+    with contextlib.suppress(KeyError):
+        metrics.model_info.remove(serving.name, serving.version, str(serving.detector.device))
 
 
 @dataclass
@@ -362,49 +404,18 @@ class ModelRegistry:
         serving.start()
         old = entry.serving
         entry.serving, entry.status, entry.reason, entry.load_error = serving, "ready", None, None
-        self._report_loaded(name, serving)
+        report_loaded(self.metrics, serving, default=name == self.settings.model_name)
         if old is not None:
-            self._forget(old)
+            forget_version(self.metrics, old)
             self._retire_later(old)
 
-    def _report_loaded(self, name: str, serving: ModelServing) -> None:
-        detector = serving.detector
-        if name == self.settings.model_name:
-            self.metrics.model_ready.set(1)
-            self.metrics.model_load_seconds.set(serving.load_time_s or 0.0)
-        self.metrics.model_info.labels(
-            name=name, version=serving.version, device=str(detector.device)
-        ).set(1)
-        self.metrics.model_memory.labels(model=name, kind="parameters").set(
-            serving.memory.parameters
-        )
-        if serving.memory.cuda_allocated is not None:
-            self.metrics.model_memory.labels(model=name, kind="cuda_allocated").set(
-                serving.memory.cuda_allocated
-            )
-        logger.info(
-            "model ready",
-            extra={
-                "fields": {
-                    "model": name,
-                    "version": serving.version,
-                    "device": str(detector.device),
-                    "load_time_s": round(serving.load_time_s or 0.0, 3),
-                }
-            },
-        )
-
-    def _forget(self, serving: ModelServing) -> None:
-        """Drop a retired version's info series."""
-        with contextlib.suppress(KeyError):
-            self.metrics.model_info.remove(
-                serving.name, serving.version, str(serving.detector.device)
-            )
+    async def _retire(self, serving: ModelServing) -> None:
+        await serving.retire(self.settings.request_timeout_s)
+        del serving
+        await asyncio.to_thread(release_device_memory)
 
     def _retire_later(self, serving: ModelServing) -> None:
-        task = asyncio.get_running_loop().create_task(
-            serving.retire(self.settings.request_timeout_s), name="model-retire"
-        )
+        task = asyncio.get_running_loop().create_task(self._retire(serving), name="model-retire")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
@@ -423,11 +434,13 @@ class ModelRegistry:
             if name == self.settings.model_name:
                 self.metrics.model_ready.set(0)
             if entry.serving is not None:
-                self._forget(entry.serving)
+                forget_version(self.metrics, entry.serving)
                 for kind in ("parameters", "cuda_allocated"):
                     with contextlib.suppress(KeyError):
                         self.metrics.model_memory.remove(name, kind)
-                await entry.serving.retire(self.settings.request_timeout_s)
+                retiring = self._retire(entry.serving)  # holds the only reference left
+                entry.serving = None
+                await retiring
             logger.info("model unloaded", extra={"fields": {"model": name}})
 
     def index(self) -> list[IndexEntry]:
