@@ -125,6 +125,18 @@ class ModelRepository(Protocol):
         ...
 
 
+def check_load_parameters(names: Sequence[str]) -> None:
+    """Refuse Triton's load overrides (``config``, ``file:...``) with a 400: a model is loaded
+    from its directory in the store as it is."""
+    for name in names:
+        if name == "config" or name.startswith("file:"):
+            raise OipError(
+                400,
+                f"load parameter {name!r} is not supported: models load from their directory "
+                "in the model store as they are",
+            )
+
+
 def index_json(models: Sequence[RepositoryModel], ready_only: bool) -> list[dict[str, str]]:
     """The index as the protocol's JSON list (``ready_only``: the ``READY`` models only)."""
     return [

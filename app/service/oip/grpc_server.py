@@ -23,6 +23,7 @@ from grpc import aio
 from app.service.oip.backend import (
     InferenceBackend,
     ModelRepository,
+    check_load_parameters,
     resolve_model,
     run_inference,
 )
@@ -183,6 +184,7 @@ class OipServicer:  # long: one method per RPC of the protocol
     async def RepositoryModelLoad(self, request: Any, context: aio.ServicerContext) -> Any:
         async def work() -> Any:
             self._check_key(context)
+            check_load_parameters(list(request.parameters))
             await self._repository().load(request.model_name)
             return self.protocol.message("RepositoryModelLoadResponse")()
 

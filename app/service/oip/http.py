@@ -39,6 +39,7 @@ from fastapi.routing import APIRoute
 from app.service.oip.backend import (
     InferenceBackend,
     ModelRepository,
+    check_load_parameters,
     index_json,
     resolve_model,
     run_inference,
@@ -253,7 +254,8 @@ def _add_repository_routes(
         summary="Load or reload a model (MODEL_CONTROL=explicit)",
     )
     async def repository_load(request: Request, name: str) -> JSONResponse:
-        await _json_object(request)  # parameters are accepted and ignored
+        parameters = (await _json_object(request)).get("parameters") or {}
+        check_load_parameters(list(parameters) if isinstance(parameters, dict) else [])
         await repository.load(name)
         return JSONResponse({})
 

@@ -127,6 +127,10 @@ def test_index_load_infer_unload_with_tritonclient(live: Live, png: bytes) -> No
         want = [[d["box"][k] for k in ("x1", "y1", "x2", "y2")] for d in expected["detections"]]
         np.testing.assert_allclose(boxes, np.array(want, np.float32).reshape(-1, 4), rtol=1e-6)
 
+    with pytest.raises(InferenceServerException, match="'config' is not supported"):
+        http.load_model("tiny-b", config='{"backend": "onnx"}')
+    with pytest.raises(InferenceServerException, match="is not supported"):
+        grpc.load_model("tiny-b", files={"file:1/model.onnx": b"x"})
     grpc.unload_model("tiny-b")
     answer = live.post("/detect", png, model="tiny-b")
     assert answer.status_code == 404
