@@ -30,8 +30,9 @@ import numpy as np
 from app.data.client_proposals import clip_client_proposals
 from app.inference.detector import DetectionResult, DetectOptions, Prediction, ViewMode
 from app.service.batching import InferenceOutcome
+from app.service.model_serving import ModelServing
 from app.service.proposing import ProposalsSource
-from app.service.registry import ModelRegistry, ModelServing
+from app.service.registry import ModelRegistry
 from app.service.serving_errors import ModelUnavailable
 from app.service.stages import SharedStages
 

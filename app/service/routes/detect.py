@@ -34,7 +34,7 @@ from app.service.api_models import (
 )
 from app.service.deps import ApiKeyDep, RegistryDep
 from app.service.detection_options import UnknownClassError, class_ids_from_names
-from app.service.registry import ModelServing
+from app.service.model_serving import ModelServing
 from app.service.responses import ERROR_RESPONSES, choose_format, server_timing_header
 from app.service.uploads import read_image_request, upload_openapi
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 
 from app.service.api_models import ModelInfo, ModelMemoryOut, ModelsResponse
 from app.service.deps import ApiKeyDep, RegistryDep
-from app.service.registry import ModelServing
+from app.service.model_serving import ModelServing
 from app.service.responses import ERROR_RESPONSES
 
 router = APIRouter(tags=["models"], dependencies=[ApiKeyDep])
