@@ -100,9 +100,9 @@ class RegistryModels:
         return ModelEngine(self.registry, name) if name in self.registry.entries else None
 
     def ready(self) -> bool:
-        """Every model is ready (and at least one is loaded)."""
-        names = list(self.registry.entries)
-        return bool(names) and all(self.registry.ready(name) for name in names)
+        """The server is ready when ``MODEL_NAME`` is, as ``/readyz`` (a failed extra model
+        shows in its own readiness and the repository index, not in the probes)."""
+        return self.registry.ready(self.registry.settings.model_name)
 
     def admission(self) -> AbstractContextManager[object]:
         return requests.admit(self.registry)

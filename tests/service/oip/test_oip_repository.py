@@ -246,3 +246,19 @@ def test_load_models_serves_two_models(live: Live, png: bytes) -> None:
         'spp_requests_total{method="grpc",model="tiny-b-classify",protocol="grpc",'
         'route="ModelInfer",status="OK"} 1.0'
     ) in metrics
+
+
+@pytest.mark.parametrize("live", [{"load_models": "tiny-a,ghost"}], indirect=True)
+def test_a_startup_model_that_fails_is_unavailable_with_its_reason(live: Live, png: bytes) -> None:
+    """The probes follow MODEL_NAME; the failed extra model says why in the index."""
+    http = httpclient.InferenceServerClient(live.http)
+    deadline = time.monotonic() + 30
+    while states(http.get_model_repository_index()).get("ghost") == "LOADING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert http.is_server_ready() and not http.is_model_ready("ghost")
+    [ghost] = [m for m in http.get_model_repository_index() if m["name"] == "ghost"]
+    assert ghost["state"] == "UNAVAILABLE" and "ghost" in ghost["reason"]
+    answer = live.post("/detect", png, model="ghost")
+    assert answer.status_code == 503
+    assert answer.json()["detail"].startswith("model not ready: model failed to load: ")
