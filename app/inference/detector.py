@@ -145,9 +145,10 @@ class Detector:
     def precision(self) -> Precision:
         return self.runtime.precision
 
-    def scales_for(self, mode: ScaleMode) -> tuple[int, ...]:
-        """The scale set of ``mode`` from the manifest."""
+    def scales_for(self, mode: ScaleMode | None) -> tuple[int, ...]:
+        """The scale set of ``mode`` from the manifest (``None``: its ``default_scales``)."""
         config = self.model.manifest.detection
+        mode = config.default_scales if mode is None else mode
         if mode == "single":
             return (config.single_scale,)
         if mode == "multi":

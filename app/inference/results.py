@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-ScaleMode = Literal["single", "multi"]
+from app.model.config import ScaleMode
+
 ViewMode = Literal["full", "multi", "detect"]
 #: Stage names, in pipeline order, as reported in ``DetectionResult.timings_ms``.
 STAGES = ("resize", "conv5", "pooling", "fc", "svm", "regression", "nms")
@@ -19,7 +20,8 @@ STAGES = ("resize", "conv5", "pooling", "fc", "svm", "regression", "nms")
 class DetectOptions:
     """Per-request detection options; ``None`` means the model manifest's default."""
 
-    scales: ScaleMode = "single"
+    scales: ScaleMode | None = None
+    """``None``: the manifest's ``detection.default_scales``."""
     nms_iou: float | None = None
     max_per_class: int | None = None
     min_confidence: float = 0.0

@@ -24,6 +24,8 @@ PAPER_SINGLE_SCALE = 688
 ZF5_KERNELS: tuple[int, int, int, int, int] = (7, 5, 3, 3, 3)
 
 PixelExtent = Literal["exclusive", "inclusive"]
+#: ``single``: one scale; ``multi``: the scale set, each window picking one (docs/model.md §4).
+ScaleMode = Literal["single", "multi"]
 
 
 @dataclass(frozen=True, config=_STRICT)
@@ -153,6 +155,14 @@ class DetectionConfig:
     nms_extent: PixelExtent = "exclusive"
     """How NMS measures a box: ``exclusive``, width ``x2 - x1`` (torchvision); ``inclusive``,
     width ``x2 - x1 + 1`` (boxes as pixel sets, as the release's ``nms_multiclass_mex.cpp``)."""
+    default_scales: ScaleMode = "single"
+    """Scale mode of a request that does not choose one (``/detect``'s ``scales``)."""
+    nms_before_regression: bool = False
+    """Order of NMS and box regression. ``False`` (docs/model.md §6): every candidate window is
+    regressed, NMS runs on the regressed boxes and each class keeps its ``max_per_class`` best.
+    ``True`` (the SPP_net release's test path, ``spp_test.m`` then
+    ``spp_test_bbox_regressor.m``): each class keeps its ``max_per_class`` best-scoring
+    windows, NMS runs on them unregressed, and only the survivors are regressed."""
     calibration: Literal["platt", "none"] = "platt"
     """What ``confidence`` is. ``platt``: ``sigmoid(a_k * score + b_k)``, per class, fitted on
     the val split (``net.platt``). ``none``: no calibration was fitted, ``confidence`` is

@@ -1,6 +1,6 @@
-"""FastAPI dependencies: settings, service state, the inference engine / detector, API-key auth.
+"""FastAPI dependencies: the model registry, settings, metrics, API-key auth.
 
-Routes take these through the ``Annotated`` aliases (``EngineDep``, ``DetectorDep``, ...);
+Routes take these through the ``Annotated`` aliases (``RegistryDep``, ``SettingsDep``, ...);
 tests override the underlying functions with ``app.dependency_overrides``.
 """
 
@@ -11,54 +11,32 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from app.inference.detector import Detector
-from app.service.engine import InferenceEngine
 from app.service.metrics import ServiceMetrics
+from app.service.registry import ModelRegistry
 from app.service.settings import Settings
-from app.service.state import ServiceState
 
 
-def get_state(request: Request) -> ServiceState:
-    """The app's :class:`ServiceState` (created by ``create_app``)."""
-    state: ServiceState = request.app.state.service
-    return state
+def get_registry(request: Request) -> ModelRegistry:
+    """The app's :class:`ModelRegistry` (created by ``create_app``)."""
+    registry: ModelRegistry = request.app.state.service
+    return registry
 
 
-StateDep = Annotated[ServiceState, Depends(get_state)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 
 
-def get_settings(state: StateDep) -> Settings:
+def get_settings(registry: RegistryDep) -> Settings:
     """The app's settings."""
-    return state.settings
+    return registry.settings
 
 
-def get_metrics(state: StateDep) -> ServiceMetrics:
+def get_metrics(registry: RegistryDep) -> ServiceMetrics:
     """The app's metrics."""
-    return state.metrics
+    return registry.metrics
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
-
-
-def get_engine(state: StateDep) -> InferenceEngine:
-    """The ready inference engine, or 503 with the reason the model is not ready."""
-    if state.status != "ready" or state.engine is None:
-        raise HTTPException(
-            503, f"model not ready: {state.reason or state.status}", headers={"Retry-After": "5"}
-        )
-    return state.engine
-
-
-EngineDep = Annotated[InferenceEngine, Depends(get_engine)]
-
-
-def get_detector(engine: EngineDep) -> Detector:
-    """The loaded detector (503 until it is ready)."""
-    return engine.detector
-
-
-DetectorDep = Annotated[Detector, Depends(get_detector)]
 
 
 def _presented_key(request: Request) -> str | None:

@@ -1,11 +1,12 @@
-"""``create_app``: settings, lifespan (load + warm-up in the background, the Open Inference
-Protocol's gRPC server, drain on exit), middleware, error handlers, routers (the v2 routes
-included) and the static web page."""
+"""``create_app``: settings, lifespan (load + warm-up of every model of ``LOAD_MODELS`` in the
+background, the Open Inference Protocol's gRPC server, drain on exit), middleware, error
+handlers, routers (the v2 routes included) and the static web page."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,18 +16,44 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.service.errors import install_error_handlers
+from app.service.error_answers import install_error_handlers
 from app.service.logs import configure_logging
 from app.service.metrics import ServiceMetrics
 from app.service.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from app.service.oip.mount import OipMount
 from app.service.proposing import Searcher
+from app.service.registry import DetectorLoader, ModelRegistry, load_detector
 from app.service.routes import classify, detect, health, models
 from app.service.settings import Settings
-from app.service.state import DetectorLoader, ServiceState, load_detector
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
+#: The installed distribution whose version the service reports.
+DISTRIBUTION = "spp-service"
+
+
+def service_version() -> str:
+    """The installed ``spp-service`` package's version (``0+unknown`` when not installed)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _log_start(settings: Settings, registry: ModelRegistry) -> None:
+    logger.info(
+        "starting",
+        extra={
+            "fields": {
+                "model": settings.model_name,
+                "load_models": registry.startup_names(),
+                "model_control": settings.model_control,
+                "model_store": str(settings.model_store),
+                "device": settings.device,
+                "auth": settings.api_key is not None,
+            }
+        },
+    )
 
 
 def create_app(
@@ -39,36 +66,27 @@ def create_app(
 
     Args:
         settings: defaults to ``Settings()`` read from the environment.
-        detector_loader: blocking ``settings -> Detector``; tests pass a tiny model's.
+        detector_loader: blocking ``settings -> Detector`` of ``settings.model_name`` (called
+            once per model with a copy of the settings naming it); tests pass a tiny model's.
         searcher: ``(image, config) -> every proposal before the cap``, run in the CPU
             threads instead of selective search on the process pool (tests, benchmarks);
             ``None``: the pool of ``PROPOSAL_WORKERS`` processes, made in the lifespan.
 
-    Nothing is loaded here: the lifespan starts loading the model in a thread and yields at
-    once, so ``/healthz`` answers while ``/readyz`` is 503 until the model is warm; it also
-    starts the gRPC server on ``GRPC_PORT`` (unless 0; a taken port fails the start). On exit
-    it stops the gRPC server (calls in progress finish), stops taking model requests and
-    finishes the queued ones.
+    Nothing is loaded here: the lifespan starts loading the models in the background and yields
+    at once, so ``/healthz`` answers while ``/readyz`` is 503 until ``MODEL_NAME`` is warm; it
+    also starts the gRPC server on ``GRPC_HOST:GRPC_PORT`` (unless the port is 0; a port taken
+    by another server fails the start). On exit it stops the gRPC server (calls in progress
+    finish), stops taking model requests and finishes the queued ones.
     """
     settings = settings or Settings()
     metrics = ServiceMetrics()
-    service = ServiceState(settings, metrics)
+    service = ModelRegistry(settings, metrics, detector_loader, searcher)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
-        logger.info(
-            "starting",
-            extra={
-                "fields": {
-                    "model": settings.model_name,
-                    "model_store": str(settings.model_store),
-                    "device": settings.device,
-                    "auth": settings.api_key is not None,
-                }
-            },
-        )
-        loading = asyncio.create_task(service.load(detector_loader, searcher), name="model-load")
+        _log_start(settings, service)
+        loading = asyncio.create_task(service.start(), name="model-load")
         try:
             await oip.start_grpc()
             yield
@@ -83,7 +101,7 @@ def create_app(
     app = FastAPI(
         title="SPP-net detection service",
         summary="ZF-5 SPP-net object detection: selective search, pyramid pooling, SVMs.",
-        version="0.1.0",
+        version=service_version(),
         lifespan=lifespan,
     )
     app.state.service = service

@@ -2,8 +2,11 @@
 
 Exposed at ``GET /metrics``:
 
-- ``spp_requests_total{route, method, status}``: finished HTTP requests;
-- ``spp_request_duration_seconds{route}``: latency histogram per route template;
+- ``spp_requests_total{route, method, status, model, protocol}``: finished requests, HTTP
+  (``protocol="http"``, the route template, the HTTP method and status) and gRPC
+  (``protocol="grpc"``, the RPC name, method ``grpc`` and the gRPC status name); ``model`` is
+  the model a model request named (empty for the others);
+- ``spp_request_duration_seconds{route, model, protocol}``: latency histogram per route;
 - ``spp_stage_duration_seconds{stage}``: per request stage (read, decode, proposals, queue,
   the detector's own stages, inference, render);
 - ``spp_in_flight_requests``: HTTP requests being served;
@@ -11,7 +14,11 @@ Exposed at ``GET /metrics``:
 - ``spp_admitted_requests``: model requests held (waiting or running), bounded by QUEUE_SIZE;
 - ``spp_batch_size``: histogram of requests per inference batch;
 - ``spp_rejected_total{reason}``: overload (503), timeout (504), out_of_memory (503);
-- ``spp_model_load_seconds``, ``spp_model_ready``, ``spp_model_info{name, version, device}``;
+- ``spp_model_load_seconds``, ``spp_model_ready``: of ``MODEL_NAME`` (as ``/readyz``);
+- ``spp_model_info{name, version, device}``: 1 for each loaded model version;
+- ``spp_model_memory_bytes{model, kind}``: memory of each loaded model, ``kind`` ``parameters``
+  (its weights and buffers) or ``cuda_allocated`` (the CUDA allocator's growth while it loaded
+  and warmed up; only on CUDA);
 - ``spp_proposals_total{source}``: detection requests by where their windows came from
   (``selective_search``, ``client``, ``cache``);
 - ``spp_proposal_cache_hits_total``, ``spp_proposal_cache_misses_total``: lookups of the
@@ -45,12 +52,15 @@ class ServiceMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "spp_requests", "Finished HTTP requests.", ["route", "method", "status"], registry=r
+            "spp_requests",
+            "Finished requests.",
+            ["route", "method", "status", "model", "protocol"],
+            registry=r,
         )
         self.request_latency = Histogram(
             "spp_request_duration_seconds",
-            "HTTP request latency per route.",
-            ["route"],
+            "Request latency per route.",
+            ["route", "model", "protocol"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -83,6 +93,9 @@ class ServiceMetrics:
         self.model_info = Gauge(
             "spp_model_info", "The loaded model.", ["name", "version", "device"], registry=r
         )
+        self.model_memory = Gauge(
+            "spp_model_memory_bytes", "Memory of a loaded model.", ["model", "kind"], registry=r
+        )
         self.proposals = Counter(
             "spp_proposals", "Requests by source of their proposals.", ["source"], registry=r
         )
@@ -101,6 +114,22 @@ class ServiceMetrics:
         for stage, ms in timings_ms.items():
             if stage != "total":
                 self.stage_latency.labels(stage=stage).observe(ms / 1000.0)
+
+    def observe_request(
+        self,
+        *,
+        route: str,
+        method: str,
+        status: str,
+        duration_s: float,
+        model: str = "",
+        protocol: str = "http",
+    ) -> None:
+        """Count one finished request and observe its latency."""
+        self.requests.labels(
+            route=route, method=method, status=status, model=model, protocol=protocol
+        ).inc()
+        self.request_latency.labels(route=route, model=model, protocol=protocol).observe(duration_s)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""

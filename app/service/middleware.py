@@ -3,7 +3,8 @@
 - ``X-Request-ID``: taken from the request when it is a short token (letters, digits,
   ``._:-``, at most 128 characters), else a fresh UUID; echoed on the response and stored in
   ``request.state.request_id``.
-- Metrics: in-flight gauge, requests by route template / method / status, latency per route.
+- Metrics: in-flight gauge, requests by route template / method / status / model (the one a
+  route put in ``request.state.model_name``), latency per route.
 - Log: one JSON line per request with id, method, route, path, status, duration and the stage
   timings a route put in ``request.state.timings_ms``. Headers and bodies are never logged.
 """
@@ -69,10 +70,14 @@ class RequestContextMiddleware:
             duration = time.perf_counter() - started
             self.metrics.in_flight.dec()
             route = route_label(scope)
-            self.metrics.requests.labels(
-                route=route, method=scope["method"], status=str(status)
-            ).inc()
-            self.metrics.request_latency.labels(route=route).observe(duration)
+            model = state.get("model_name", "")
+            self.metrics.observe_request(
+                route=route,
+                method=scope["method"],
+                status=str(status),
+                duration_s=duration,
+                model=model,
+            )
             fields: dict[str, Any] = {
                 "request_id": request_id,
                 "method": scope["method"],
@@ -84,6 +89,8 @@ class RequestContextMiddleware:
             timings = state.get("timings_ms")
             if timings:
                 fields["timings_ms"] = timings
+            if model:
+                fields["model"] = model
             if status >= 500:
                 level = logging.WARNING if status in (503, 504) else logging.ERROR
             else:

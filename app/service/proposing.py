@@ -28,7 +28,7 @@ import multiprocessing
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -51,11 +51,12 @@ from app.data.selective_search import (
 from app.model.config import ProposalConfig
 from app.service.batching import DeadlineExceeded, InferenceFailed
 from app.service.metrics import ServiceMetrics
-from app.service.schemas import ProposalsSource
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: Where a request's windows came from.
+ProposalsSource = Literal["selective_search", "client", "cache"]
 #: ``searcher(image_rgb, config) -> ndarray[N, 4] float32``: every proposal of the image in
 #: order, before the cap (as :func:`app.data.proposals.search_boxes`); tests and benchmarks
 #: pass one to replace the process pool.
@@ -98,8 +99,11 @@ def preload_selective_search() -> None:
 class ProposalStage:
     """Selective search for the service: the LRU cache, the process pool, the CPU threads.
 
+    One stage serves every loaded model: ``propose`` takes the requesting model's settings
+    (the cache key includes them), so models share the pool, the threads and the cache.
+
     Args:
-        config: the model's proposal settings.
+        config: the proposal settings used when a call names none (and by the warm-up).
         workers: processes of the pool (``PROPOSAL_WORKERS``).
         cache_size: entries of the LRU cache (``PROPOSAL_CACHE_SIZE``, 0: off).
         cpu: the thread pool for hashing, downscaling and merging.
@@ -134,34 +138,43 @@ class ProposalStage:
         return await await_until(deadline, future, "proposals")
 
     async def propose(
-        self, image: np.ndarray, *, max_proposals: int | None, deadline: float
+        self,
+        image: np.ndarray,
+        *,
+        max_proposals: int | None,
+        deadline: float,
+        config: ProposalConfig | None = None,
     ) -> tuple[np.ndarray, ProposalsSource]:
-        """The proposals of ``image`` (ndarray[H, W, 3] uint8 RGB) at the request's cap.
+        """The proposals of ``image`` (ndarray[H, W, 3] uint8 RGB) at the request's cap, with
+        the model's ``config`` (default: the stage's).
 
         Returns:
             ``(ndarray[N, 4] float32, source)``: boxes as :func:`app.data.proposals.propose`
             gives them, from ``"cache"`` or ``"selective_search"``.
         """
-        cap = proposal_cap(self.config, max_proposals)
+        config = self.config if config is None else config
+        cap = proposal_cap(config, max_proposals)
         key = None
         if self.cache.capacity > 0:
-            key = await self._in_cpu(deadline, proposal_lru_key, image, self.config)
+            key = await self._in_cpu(deadline, proposal_lru_key, image, config)
             cached = self.cache.get(key, cap)
             if cached is not None:
                 self.metrics.proposal_cache_hits.inc()
                 return cached, "cache"
             self.metrics.proposal_cache_misses.inc()
-        boxes = await self._search(image, deadline)
+        boxes = await self._search(image, config, deadline)
         if key is not None:
             self.cache.put(key, boxes)
             self.metrics.proposal_cache_entries.set(len(self.cache))
-        return cap_proposals(boxes, self.config, cap), "selective_search"
+        return cap_proposals(boxes, config, cap), "selective_search"
 
-    async def _search(self, image: np.ndarray, deadline: float) -> np.ndarray:
+    async def _search(
+        self, image: np.ndarray, config: ProposalConfig, deadline: float
+    ) -> np.ndarray:
         """Every proposal of ``image`` before the cap (steps 2 to 4 of the module docstring)."""
         if self.searcher is not None:
-            return await self._in_cpu(deadline, self.searcher, image, self.config)
-        search = await self._in_cpu(deadline, search_image, image, self.config)
+            return await self._in_cpu(deadline, self.searcher, image, config)
+        search = await self._in_cpu(deadline, search_image, image, config)
         pool = self.pool
         assert pool is not None
         try:
@@ -173,7 +186,7 @@ class ProposalStage:
                 per_job = await self._run_jobs(pool, search.bgr, deadline)
             except BrokenProcessPool as exc:
                 raise InferenceFailed("selective-search workers keep dying") from exc
-        return await self._in_cpu(deadline, _merged_boxes, search, per_job, self.config)
+        return await self._in_cpu(deadline, _merged_boxes, search, per_job, config)
 
     @staticmethod
     async def _run_jobs(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.imaging import MEDIA_TYPES
-from app.service.schemas import ErrorResponse
+from app.service.api_models import ErrorResponse
 
 #: The error answers of /detect and /classify, for the OpenAPI document.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -17,6 +17,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in {
         400: "empty, malformed or truncated upload",
         401: "API key missing or wrong (only when API_KEY is set)",
+        404: "the model named by `model` is not loaded (the message names the loaded ones)",
         413: "upload or pixel count over the limit",
         415: "not a supported image or content type",
         422: "invalid options (a list of errors), or an image too small or too elongated",

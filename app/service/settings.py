@@ -86,6 +86,14 @@ class Settings(StoreSettings):
     """Run one inference after loading, before reporting ready."""
     grpc_port: int = Field(default=8081, ge=0, le=65535)
     """Port of the Open Inference Protocol's gRPC server, in the same process; 0 turns it off."""
+    grpc_host: str = "127.0.0.1"
+    """Interface the gRPC server binds (loopback by default; ``0.0.0.0`` for every interface)."""
+    load_models: Annotated[list[str], NoDecode] = []
+    """Comma-separated model names loaded at start, ``*`` for every model in the store;
+    empty: ``MODEL_NAME`` alone. ``MODEL_NAME`` is always among them."""
+    model_control: Literal["none", "explicit"] = "none"
+    """``none``: the loaded set is fixed at start; ``explicit``: models are loaded, reloaded
+    and unloaded through the repository API (``/v2/repository/...``)."""
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -100,6 +108,18 @@ class Settings(StoreSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("load_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("model_control", mode="before")
+    @classmethod
+    def _lower_control(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -9,17 +9,17 @@ from app.service.metrics import ServiceMetrics
 
 def test_a_request_is_counted_and_timed_per_route() -> None:
     metrics = ServiceMetrics()
-    metrics.requests.labels(route="/detect", method="POST", status="200").inc()
-    metrics.request_latency.labels(route="/detect").observe(0.3)
+    metrics.observe_request(route="/detect", method="POST", status="200", duration_s=0.3, model="m")
     read = metrics.registry.get_sample_value
-    labels = {"route": "/detect", "method": "POST", "status": "200"}
+    route = {"route": "/detect", "model": "m", "protocol": "http"}
+    labels = {**route, "method": "POST", "status": "200"}
     assert read("spp_requests_total", labels) == 1.0
-    assert read("spp_request_duration_seconds_count", {"route": "/detect"}) == 1.0
-    assert read("spp_request_duration_seconds_sum", {"route": "/detect"}) == pytest.approx(0.3)
+    assert read("spp_request_duration_seconds_count", route) == 1.0
+    assert read("spp_request_duration_seconds_sum", route) == pytest.approx(0.3)
     # 0.3 s falls in the 0.5 s bucket, not the 0.25 s one
     bucket = "spp_request_duration_seconds_bucket"
-    assert read(bucket, {"route": "/detect", "le": "0.25"}) == 0.0
-    assert read(bucket, {"route": "/detect", "le": "0.5"}) == 1.0
+    assert read(bucket, {**route, "le": "0.25"}) == 0.0
+    assert read(bucket, {**route, "le": "0.5"}) == 1.0
 
 
 def test_stage_timings_are_seconds_and_skip_total() -> None:

@@ -74,11 +74,12 @@ def test_requests_are_counted_by_route_template_and_status(
     client.get("/nowhere")
     read = metrics.registry.get_sample_value
     count = "spp_requests_total"
-    assert read(count, {"route": "/items/{item_id}", "method": "GET", "status": "200"}) == 2.0
-    assert read(count, {"route": "/fail/{status}", "method": "GET", "status": "404"}) == 1.0
-    assert read(count, {"route": "unmatched", "method": "GET", "status": "404"}) == 1.0
+    http = {"model": "", "protocol": "http"}
+    assert read(count, {"route": "/items/{item_id}", "method": "GET", "status": "200", **http}) == 2
+    assert read(count, {"route": "/fail/{status}", "method": "GET", "status": "404", **http}) == 1
+    assert read(count, {"route": "unmatched", "method": "GET", "status": "404", **http}) == 1.0
     latency = "spp_request_duration_seconds_count"
-    assert read(latency, {"route": "/items/{item_id}"}) == 2.0
+    assert read(latency, {"route": "/items/{item_id}", **http}) == 2.0
     assert in_flight(metrics) == 0.0
 
 
@@ -120,7 +121,7 @@ def test_an_unhandled_exception_is_counted_and_logged_as_500(
 ) -> None:
     caplog.set_level(logging.INFO, logger="app.service.access")
     assert client.get("/crash").status_code == 500
-    labels = {"route": "/crash", "method": "GET", "status": "500"}
+    labels = {"route": "/crash", "method": "GET", "status": "500", "model": "", "protocol": "http"}
     assert metrics.registry.get_sample_value("spp_requests_total", labels) == 1.0
     assert in_flight(metrics) == 0.0
     [record] = access_records(caplog)

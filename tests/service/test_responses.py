@@ -34,4 +34,4 @@ def test_server_timing_header_lists_stages_in_order() -> None:
 
 
 def test_error_responses_document_every_error_status() -> None:
-    assert sorted(ERROR_RESPONSES) == [400, 401, 413, 415, 422, 503, 504]
+    assert sorted(ERROR_RESPONSES) == [400, 401, 404, 413, 415, 422, 503, 504]

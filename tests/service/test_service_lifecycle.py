@@ -70,7 +70,7 @@ def _store_with_tiny_model(tmp_path: Path, tiny_model: Any) -> Path:
 
 
 def _readyz_after_load(make_app: Any, store: Path, name: str) -> Any:
-    from app.service.state import load_detector
+    from app.service.registry import load_detector
 
     with make_app.client(
         loader=load_detector, model_store=store, model_name=name, ready=False
@@ -95,8 +95,8 @@ def test_precision_setting_reaches_the_detector(
 ) -> None:
     """PRECISION=bfloat16 loads a bfloat16 detector; float16 on a CPU leaves the service up
     and not ready, saying why."""
+    from app.service.registry import load_detector
     from app.service.settings import Settings
-    from app.service.state import load_detector
 
     store = _store_with_tiny_model(tmp_path, tiny_model)
     settings = Settings(model_store=store, model_name="tiny", device="cpu", precision="bfloat16")

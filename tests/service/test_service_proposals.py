@@ -206,7 +206,7 @@ def test_bad_proposals_are_422_and_the_service_stays_ready(make_app: Any, photo_
 def test_proposals_over_their_byte_limit_or_the_upload_limit_are_413(
     make_app: Any, photo_png: bytes
 ) -> None:
-    from app.service.schemas import MAX_PROPOSALS_FIELD_BYTES
+    from app.service.api_models import MAX_PROPOSALS_FIELD_BYTES
 
     with make_app.client(max_upload_mb=1.0) as client:
         huge = "[" + " " * MAX_PROPOSALS_FIELD_BYTES + "]"

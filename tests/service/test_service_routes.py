@@ -86,8 +86,10 @@ def test_metrics_report_requests_stages_and_model(client: Any, png: bytes) -> No
     assert post_image(client, "/detect", png).status_code == 200
     text = client.get("/metrics").text
     for needle in (
-        'spp_requests_total{method="POST",route="/detect",status="200"} 1.0',
-        'spp_request_duration_seconds_count{route="/detect"} 1.0',
+        'spp_requests_total{method="POST",model="tiny-random",protocol="http",route="/detect",'
+        'status="200"} 1.0',
+        'spp_request_duration_seconds_count{model="tiny-random",protocol="http",route="/detect"} '
+        "1.0",
         'spp_stage_duration_seconds_count{stage="proposals"} 1.0',
         'spp_stage_duration_seconds_count{stage="conv5"} 1.0',
         "spp_queue_depth 0.0",
@@ -114,6 +116,7 @@ def test_docs_openapi_and_page(client: Any) -> None:
         "max_detections",
         "classes",
         "format",
+        "model",
     }
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

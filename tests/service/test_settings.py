@@ -57,3 +57,43 @@ def test_the_app_serves_the_model_found_under_model_store(
         service.wait_ready(client)
         [model] = client.get("/v1/models").json()["models"]
     assert (model["name"], model["version"]) == ("from-env", "3")
+
+
+def test_model_repository_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LOAD_MODELS", "MODEL_CONTROL", "GRPC_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (defaults.load_models, defaults.model_control) == ([], "none")
+    assert defaults.grpc_host == "127.0.0.1", "gRPC listens on loopback unless asked"
+    monkeypatch.setenv("LOAD_MODELS", " a, b ,,c")
+    monkeypatch.setenv("MODEL_CONTROL", "EXPLICIT")
+    monkeypatch.setenv("GRPC_HOST", "0.0.0.0")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.load_models == ["a", "b", "c"] and settings.model_control == "explicit"
+    assert settings.grpc_host == "0.0.0.0"
+    monkeypatch.setenv("MODEL_CONTROL", "poll")
+    with pytest.raises(ValueError, match="model_control"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_load_models_star_is_every_model_of_the_store(tmp_path: Path, tiny_model: Any) -> None:
+    from app.service.metrics import ServiceMetrics
+    from app.service.registry import ModelRegistry
+
+    for name in ("zeta", "alpha"):
+        save_model(tiny_model.net, tmp_path / name, name=name, version="1",
+                   classes=tiny_model.classes)  # fmt: skip
+    (tmp_path / "not-a-model").mkdir()
+    settings = Settings(_env_file=None, model_store=tmp_path, model_name="zeta", load_models="*")  # type: ignore[call-arg]
+    assert ModelRegistry(settings, ServiceMetrics()).startup_names() == ["zeta", "alpha"]
+    only = Settings(_env_file=None, model_store=tmp_path, model_name="zeta")  # type: ignore[call-arg]
+    assert ModelRegistry(only, ServiceMetrics()).startup_names() == ["zeta"]
+
+
+def test_the_service_version_is_the_installed_packages() -> None:
+    import importlib.metadata
+
+    from app.service.factory import create_app, service_version
+
+    assert service_version() == importlib.metadata.version("spp-service")
+    assert create_app(Settings(_env_file=None, grpc_port=0)).version == service_version()  # type: ignore[call-arg]

@@ -59,6 +59,8 @@ from app.model.store import Manifest, WeightsDtype, save_model, validate_model_n
 #: ``spp_demo.m``'s scales (874, not the paper's 864) and the paper's single scale.
 RELEASE_SCALES: tuple[int, ...] = (480, 576, 688, 874, 1200)
 RELEASE_SINGLE_SCALE = 688
+#: The release drops proposals narrower or shorter than this (pixels) before detection.
+RELEASE_MIN_BOX_SIDE = 20.0
 #: ``spp_detect.m``: ``nms_multiclass(scored_boxes, 0.3)``.
 RELEASE_NMS_IOU = 0.3
 #: ``spp_scale_features.m``: features are scaled to this mean L2 norm.
@@ -144,6 +146,8 @@ def release_manifest_fields(
             min_score=None,
             nms_extent="inclusive",
             calibration="none",
+            default_scales="multi",
+            nms_before_regression=True,
         ),
         "windows": WindowConfig(
             scale_choice="expected_scale",
@@ -155,7 +159,7 @@ def release_manifest_fields(
             offset0=pooler.offset0,
             offset=pooler.offset,
         ),
-        "proposals": ProposalConfig(),
+        "proposals": ProposalConfig(min_size=RELEASE_MIN_BOX_SIDE),
     }
 
 

@@ -1,17 +1,18 @@
 """What the protocol's transports (HTTP routes, gRPC servicer) need from the server behind them.
 
-Any object with these methods serves: :class:`app.service.oip.spp.SppBackend` is the one of
+Any object with these methods serves: :class:`app.service.oip.spp_backend.SppBackend` is the one of
 this service's models; tests use a fake with fixed outputs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from app.service.oip.errors import OipError
 from app.service.oip.messages import (
     InferRequest,
     ModelMetadata,
@@ -20,6 +21,7 @@ from app.service.oip.messages import (
     build_outputs,
     check_inputs,
 )
+from app.service.oip.protocol_errors import OipError
 
 
 class InferenceBackend(Protocol):
@@ -44,6 +46,11 @@ class InferenceBackend(Protocol):
 
     def model_ready(self, name: str) -> bool:
         """Model ``name`` can run inference now."""
+        ...
+
+    def admission(self) -> AbstractContextManager[object]:
+        """Held by a transport around one inference *from before its body is read*: the
+        server's admission control (raises to refuse, e.g. 503 when busy)."""
         ...
 
     async def infer(
@@ -89,3 +96,51 @@ async def run_inference(
     arrays = check_inputs(request, model)
     outputs = await backend.infer(name, arrays, request.model_parameters())
     return model, build_outputs(request, model, outputs)
+
+
+@dataclass(frozen=True)
+class RepositoryModel:
+    """One row of the repository index: ``state`` is ``READY``, ``UNAVAILABLE`` or
+    ``LOADING``; ``reason`` says why it is not ready (or why its last reload failed)."""
+
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
+class ModelRepository(Protocol):
+    """The model repository extension: list, load (or reload) and unload models."""
+
+    def index(self) -> Sequence[RepositoryModel]:
+        """Every model the repository holds, loaded or not."""
+        ...
+
+    async def load(self, name: str) -> None:
+        """Load ``name``, or reload it when loaded; raises with the reason when it fails."""
+        ...
+
+    async def unload(self, name: str) -> None:
+        """Unload ``name`` (its in-flight requests finish first)."""
+        ...
+
+
+def check_load_parameters(names: Sequence[str]) -> None:
+    """Refuse Triton's load overrides (``config``, ``file:...``) with a 400: a model is loaded
+    from its directory in the store as it is."""
+    for name in names:
+        if name == "config" or name.startswith("file:"):
+            raise OipError(
+                400,
+                f"load parameter {name!r} is not supported: models load from their directory "
+                "in the model store as they are",
+            )
+
+
+def index_json(models: Sequence[RepositoryModel], ready_only: bool) -> list[dict[str, str]]:
+    """The index as the protocol's JSON list (``ready_only``: the ``READY`` models only)."""
+    return [
+        {"name": m.name, "version": m.version, "state": m.state, "reason": m.reason}
+        for m in models
+        if not ready_only or m.state == "READY"
+    ]

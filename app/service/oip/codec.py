@@ -14,8 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from app.service.oip.errors import bad_request
 from app.service.oip.messages import InferRequest, InputTensor, OutputTensor, RequestedOutput
+from app.service.oip.protocol_errors import bad_request
 from app.service.oip.tensors import (
     check_shape,
     tensor_from_json,

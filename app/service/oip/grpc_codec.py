@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from app.service.oip.errors import bad_request
 from app.service.oip.messages import InferRequest, InputTensor, OutputTensor, RequestedOutput
 from app.service.oip.protocol import Protocol
+from app.service.oip.protocol_errors import bad_request
 from app.service.oip.tensors import (
     check_datatype,
     check_shape,

@@ -11,7 +11,14 @@ route                                                      answer
 ``GET /v2/models/{name}[/versions/{version}]/config``      Triton's model configuration (for
                                                            Triton's tools: ``perf_analyzer``)
 ``POST /v2/models/{name}[/versions/{version}]/infer``      the answer, JSON or binary
+``POST /v2/repository/index``                              every model with its state (the
+                                                           repository extension, when given)
+``POST /v2/repository/models/{name}/load``                 load or reload; 200 ``{}``, or the
+                                                           error saying why it failed
+``POST /v2/repository/models/{name}/unload``               unload; 200 ``{}``
 =========================================================  =====================================
+
+An inference takes the backend's admission slot before its body is read.
 
 Every error of these routes, including those of their dependencies (an API key's 401) and of
 the backend (through the error translator), is ``{"error": "<message>"}`` with its status.
@@ -19,6 +26,7 @@ the backend (through the error translator), is ``{"error": "<message>"}`` with i
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -28,10 +36,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from app.service.oip.backend import InferenceBackend, resolve_model, run_inference
+from app.service.oip.backend import (
+    InferenceBackend,
+    ModelRepository,
+    check_load_parameters,
+    index_json,
+    resolve_model,
+    run_inference,
+)
 from app.service.oip.codec import INFERENCE_HEADER, encode_infer_response, parse_infer_request
-from app.service.oip.errors import ErrorTranslator, OipError, no_translation
-from app.service.oip.schemas import (
+from app.service.oip.openapi_models import (
     ErrorOut,
     InferRequestIn,
     InferResponseOut,
@@ -42,6 +56,7 @@ from app.service.oip.schemas import (
     ReadyOut,
     ServerMetadataOut,
 )
+from app.service.oip.protocol_errors import ErrorTranslator, OipError, no_translation
 
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -113,8 +128,10 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 ERROR_DESCRIPTIONS = {
-    400: "not a valid inference request for this model (datatype, shape, input, parameter)",
+    400: "not a valid request for this model (datatype, shape, input, parameter), or a failed "
+    "model load (the reason)",
     401: "API key missing or wrong (only when API_KEY is set)",
+    403: "model load and unload are off (MODEL_CONTROL=none)",
     404: "no such model or version",
     413: "request body or image over the limit",
     415: "not a supported image, or an unsupported Content-Encoding",
@@ -203,27 +220,82 @@ def _add_server_routes(router: APIRouter, backend: InferenceBackend) -> None:
         return JSONResponse({"ready": True})
 
 
+async def _json_object(request: Request, limit: int = 64 * 1024) -> dict[str, Any]:
+    """A repository call's optional JSON object body (``{}`` when empty; 400 otherwise)."""
+    body = await read_body(request, limit)
+    if not body.strip():
+        return {}
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        raise OipError(400, "the request body is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise OipError(400, "the request body must be a JSON object")
+    return parsed
+
+
+def _add_repository_routes(
+    router: APIRouter, repository: ModelRepository, guarded: list[params.Depends]
+) -> None:
+    """The model repository extension (all routes need the API key when one is set)."""
+    errors = _errors(400, 401, 403, 404)
+
+    @router.post(
+        "/v2/repository/index", dependencies=guarded, responses=errors, summary="Model index"
+    )
+    async def repository_index(request: Request) -> JSONResponse:
+        ready_only = bool((await _json_object(request)).get("ready", False))
+        return JSONResponse(index_json(repository.index(), ready_only))
+
+    @router.post(
+        "/v2/repository/models/{name}/load",
+        dependencies=guarded,
+        responses=errors,
+        summary="Load or reload a model (MODEL_CONTROL=explicit)",
+    )
+    async def repository_load(request: Request, name: str) -> JSONResponse:
+        parameters = (await _json_object(request)).get("parameters") or {}
+        check_load_parameters(list(parameters) if isinstance(parameters, dict) else [])
+        await repository.load(name)
+        return JSONResponse({})
+
+    @router.post(
+        "/v2/repository/models/{name}/unload",
+        dependencies=guarded,
+        responses=errors,
+        summary="Unload a model (MODEL_CONTROL=explicit)",
+    )
+    async def repository_unload(request: Request, name: str) -> JSONResponse:
+        await _json_object(request)
+        await repository.unload(name)
+        return JSONResponse({})
+
+
 def create_oip_router(
     backend: InferenceBackend,
     *,
     max_body_bytes: int,
     translate_error: ErrorTranslator = no_translation,
     dependencies: Sequence[params.Depends] = (),
+    repository: ModelRepository | None = None,
 ) -> APIRouter:
     """The v2 routes over ``backend``.
 
     Args:
         max_body_bytes: largest accepted inference request body (after inflating), in bytes.
         translate_error: the backend's exceptions -> protocol errors (see
-            :data:`~app.service.oip.errors.ErrorTranslator`).
-        dependencies: run before the model metadata and inference routes (an API key check);
-            health, server metadata and model readiness stay open, as probes carry no
-            credentials.
+            :data:`~app.service.oip.protocol_errors.ErrorTranslator`).
+        dependencies: run before the model metadata, inference and repository routes (an
+            API key check); health, server metadata and model readiness stay open, as probes
+            carry no credentials.
+        repository: the model repository extension's routes are added when given.
     """
     router = APIRouter(tags=["open inference protocol"], route_class=_route_class(translate_error))
     guarded = list(dependencies)
 
     _add_server_routes(router, backend)
+    if repository is not None:
+        _add_repository_routes(router, repository, guarded)
 
     async def model_metadata(_: Request, name: str, version: str) -> Response:
         return JSONResponse(resolve_model(backend, name, version).to_json())
@@ -239,9 +311,14 @@ def create_oip_router(
 
     async def model_infer(request: Request, name: str, version: str) -> Response:
         resolve_model(backend, name, version)
-        body = await read_body(request, max_body_bytes)
-        infer_request = parse_infer_request(body, request.headers.get(INFERENCE_HEADER))
-        model, outputs = await run_inference(backend, name, version, infer_request)
+        request.state.model_name = name
+        with backend.admission() as ticket:
+            timings = getattr(ticket, "timings", None)
+            if isinstance(timings, dict):
+                request.state.timings_ms = timings  # for the access log line
+            body = await read_body(request, max_body_bytes)
+            infer_request = parse_infer_request(body, request.headers.get(INFERENCE_HEADER))
+            model, outputs = await run_inference(backend, name, version, infer_request)
         used_version = version or (model.versions[0] if model.versions else "")
         content, headers = encode_infer_response(name, used_version, infer_request.id, outputs)
         return Response(content, headers=headers)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from app.service.oip.errors import OipError, bad_request
+from app.service.oip.protocol_errors import OipError, bad_request
 from app.service.oip.tensors import NUMPY_DTYPES
 
 #: Request parameters that steer the protocol itself (Triton's reserved names), not the model.

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from app.service.oip.errors import bad_request
+from app.service.oip.protocol_errors import bad_request
 
 #: Protocol datatype -> numpy dtype (little-endian); ``BYTES`` elements are Python ``bytes``.
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {

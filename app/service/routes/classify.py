@@ -7,16 +7,16 @@ full-image SPP (docs/model.md §6), batched with whatever else waits for the inf
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from app.service.deps import ApiKeyDep, EngineDep
+from app.service import requests
+from app.service.api_models import ClassifyParams, ClassifyResponse, ModelRef
+from app.service.deps import ApiKeyDep, RegistryDep
 from app.service.responses import ERROR_RESPONSES, server_timing_header
-from app.service.schemas import ClassifyParams, ClassifyResponse, ModelRef
 from app.service.uploads import read_image_request, upload_openapi
 
 router = APIRouter(tags=["inference"], dependencies=[ApiKeyDep])
@@ -57,34 +57,32 @@ def require_head_for_views(has_classifier: bool, views: str) -> None:
     summary="Classify a whole image",
 )
 async def classify(
-    request: Request, params: Annotated[ClassifyParams, Query()], engine: EngineDep
+    request: Request, params: Annotated[ClassifyParams, Query()], registry: RegistryDep
 ) -> JSONResponse:
     """Class probabilities of the uploaded image, ``top_k`` best first."""
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    deadline = engine.new_deadline()
-    require_head_for_views(engine.detector.model.manifest.model.classifier, params.views)
-    with engine.gate.slot():
+    with requests.admit(registry) as job:
+        request.state.timings_ms = job.timings
         params, upload = await read_image_request(
             request,
             ClassifyParams,
             params,
-            max_bytes=engine.settings.max_upload_bytes,
-            timings=timings,
+            max_bytes=registry.settings.max_upload_bytes,
+            timings=job.timings,
         )
-        image = await engine.decode(upload.data, deadline=deadline, timings=timings)
-        outcome = await engine.classify(
-            image, params.top_k, deadline=deadline, timings=timings, views=params.views
-        )
-    engine.finish_timings(request, timings, started)
-    model = engine.detector.model
+        with registry.lease(params.model or registry.settings.model_name) as serving:
+            request.state.model_name = serving.name
+            model = serving.detector.model
+            require_head_for_views(model.manifest.model.classifier, params.views)
+            image, predictions = await requests.classify(
+                job, serving, upload.data, params.top_k, params.views
+            )
     body = ClassifyResponse(
         model=ModelRef(name=model.name, version=model.version),
         width=int(image.shape[1]),
         height=int(image.shape[0]),
-        predictions=ClassifyResponse.predictions_from(outcome.value),
-        timings_ms=timings,
+        predictions=ClassifyResponse.predictions_from(predictions),
+        timings_ms=job.timings,
     )
     return JSONResponse(
-        body.model_dump(mode="json"), headers={"Server-Timing": server_timing_header(timings)}
+        body.model_dump(mode="json"), headers={"Server-Timing": server_timing_header(job.timings)}
     )

@@ -1,16 +1,16 @@
 """``POST /detect``: objects in an uploaded image, as JSON or as the image with boxes drawn.
 
 One request, in order: API key -> query options (422) -> a slot in the admission gate (503)
--> the upload read within the size limit (413) -> form options merged (422) -> class names
-resolved (422) -> the ``proposals`` field parsed when sent (422) -> decode (4xx from
-``app.imaging``) -> the supplied proposals clipped to the image (422), or else selective search
-(the cache, then the process pool) -> the batched detector -> JSON, or PNG/JPEG when
-``format`` or ``Accept`` asks for it.
+-> the upload read within the size limit (413) -> form options merged (422) -> the model
+(``model``, default ``MODEL_NAME``: 404 when not loaded, 503 when not ready) -> class names
+resolved (422) -> the ``proposals`` field parsed when sent (422) -> the request sequence of
+:mod:`app.service.requests`: decode (4xx from ``app.imaging``), the supplied proposals clipped
+to the image (422) or else selective search (the cache, then the process pool), the model's
+batched detector -> JSON, or PNG/JPEG when ``format`` or ``Accept`` asks for it.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import numpy as np
@@ -20,23 +20,22 @@ from fastapi.responses import JSONResponse
 
 from app.data.client_proposals import (
     ClientProposalsError,
-    clip_client_proposals,
     parse_client_proposals,
 )
 from app.data.proposals import proposal_cap
 from app.imaging import MEDIA_TYPES
-from app.service.deps import ApiKeyDep, EngineDep
-from app.service.engine import InferenceEngine
-from app.service.responses import ERROR_RESPONSES, choose_format, server_timing_header
-from app.service.schemas import (
+from app.service import requests
+from app.service.api_models import (
     MAX_PROPOSALS_FIELD_BYTES,
     PROPOSALS_FIELD,
     DetectParams,
     DetectResponse,
     ModelRef,
-    UnknownClassError,
-    class_ids_from_names,
 )
+from app.service.deps import ApiKeyDep, RegistryDep
+from app.service.detection_options import UnknownClassError, class_ids_from_names
+from app.service.model_serving import ModelServing
+from app.service.responses import ERROR_RESPONSES, choose_format, server_timing_header
 from app.service.uploads import read_image_request, upload_openapi
 
 router = APIRouter(tags=["inference"], dependencies=[ApiKeyDep])
@@ -59,26 +58,19 @@ def _invalid_proposals(exc: ClientProposalsError) -> RequestValidationError:
 
 
 async def parse_proposals_field(
-    engine: InferenceEngine, text: bytes | None, max_proposals: int | None, deadline: float
+    job: requests.ModelRequest,
+    serving: ModelServing,
+    text: bytes | None,
+    max_proposals: int | None,
 ) -> np.ndarray | None:
     """The ``proposals`` field parsed in the CPU pool (``None`` when absent); a 422 when it is
     not a JSON list of at most ``max_proposals`` (default: the model's cap) boxes of 4 finite
     numbers."""
     if text is None:
         return None
-    cap = proposal_cap(engine.detector.model.manifest.proposals, max_proposals)
+    cap = proposal_cap(serving.detector.model.manifest.proposals, max_proposals)
     try:
-        return await engine.run_cpu(deadline, parse_client_proposals, text, cap)
-    except ClientProposalsError as exc:
-        raise _invalid_proposals(exc) from None
-
-
-def clip_proposals_field(boxes: np.ndarray | None, image: np.ndarray) -> np.ndarray | None:
-    """Parsed proposals clipped to ``image`` (ndarray[H, W, 3]); a 422 for an empty box."""
-    if boxes is None:
-        return None
-    try:
-        return clip_client_proposals(boxes, width=image.shape[1], height=image.shape[0])
+        return await job.stages.run_cpu(job.deadline, parse_client_proposals, text, cap)
     except ClientProposalsError as exc:
         raise _invalid_proposals(exc) from None
 
@@ -113,58 +105,65 @@ def _describe(field_schema: dict[str, Any]) -> dict[str, Any]:
     summary="Detect objects in an image",
 )
 async def detect(
-    request: Request, params: Annotated[DetectParams, Query()], engine: EngineDep
+    request: Request, params: Annotated[DetectParams, Query()], registry: RegistryDep
 ) -> Response:
     """Run selective search and the SPP-net detector on the uploaded image."""
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    deadline = engine.new_deadline()
-    with engine.gate.slot():
+    with requests.admit(registry) as job:
+        request.state.timings_ms = job.timings
         params, upload = await read_image_request(
             request,
             DetectParams,
             params,
-            max_bytes=engine.settings.max_upload_bytes,
-            timings=timings,
+            max_bytes=registry.settings.max_upload_bytes,
+            timings=job.timings,
             large_fields={PROPOSALS_FIELD: MAX_PROPOSALS_FIELD_BYTES},
         )
-        model = engine.detector.model
-        class_ids = resolve_classes(params.classes, model.classes)
-        output_format = choose_format(params.format, request.headers.get("accept"))
-        supplied = await parse_proposals_field(
-            engine, upload.large_fields.get(PROPOSALS_FIELD), params.max_proposals, deadline
-        )
-        image = await engine.decode(upload.data, deadline=deadline, timings=timings)
-        proposals, source = await engine.propose(
-            image,
-            max_proposals=params.max_proposals,
-            deadline=deadline,
-            timings=timings,
-            supplied=clip_proposals_field(supplied, image),
-        )
-        options = params.detect_options(class_ids)
-        outcome = await engine.detect_windows(
-            image, proposals, options, deadline=deadline, timings=timings
-        )
-        rendered = None
-        if output_format != "json":
-            rendered = await engine.render(
-                image, outcome.value, output_format, deadline=deadline, timings=timings
-            )
-    engine.finish_timings(request, timings, started)
+        with registry.lease(params.model or registry.settings.model_name) as serving:
+            request.state.model_name = serving.name
+            found = await _detect(request, job, serving, params, upload.data, upload.large_fields)
+    model = serving.detector.model
     headers = {
-        "Server-Timing": server_timing_header(timings),
+        "Server-Timing": server_timing_header(job.timings),
         "X-Model": f"{model.name}/{model.version}",
-        "X-Num-Detections": str(len(outcome.value.detections)),
-        "X-Proposals-Source": source,
+        "X-Num-Detections": str(len(found.outcome.value.detections)),
+        "X-Proposals-Source": found.source,
     }
-    if rendered is not None:
-        return Response(rendered, media_type=MEDIA_TYPES[output_format], headers=headers)
+    if found.rendered is not None:
+        media_type = MEDIA_TYPES[choose_format(params.format, request.headers.get("accept"))]
+        return Response(found.rendered, media_type=media_type, headers=headers)
     body = DetectResponse.build(
         ModelRef(name=model.name, version=model.version),
-        outcome.value,
-        proposals_source=source,
-        batch_size=outcome.batch_size,
-        timings_ms=timings,
+        found.outcome.value,
+        proposals_source=found.source,
+        batch_size=found.outcome.batch_size,
+        timings_ms=job.timings,
     )
     return JSONResponse(body.model_dump(mode="json"), headers=headers)
+
+
+async def _detect(
+    request: Request,
+    job: requests.ModelRequest,
+    serving: ModelServing,
+    params: DetectParams,
+    data: bytes,
+    large_fields: dict[str, bytes],
+) -> requests.Detected:
+    """Options resolved against ``serving``'s model, then the request sequence."""
+    class_ids = resolve_classes(params.classes, serving.detector.model.classes)
+    output_format = choose_format(params.format, request.headers.get("accept"))
+    supplied = await parse_proposals_field(
+        job, serving, large_fields.get(PROPOSALS_FIELD), params.max_proposals
+    )
+    try:
+        return await requests.detect(
+            job,
+            serving,
+            data,
+            params.detect_options(class_ids),
+            max_proposals=params.max_proposals,
+            supplied=supplied,
+            render_format=None if output_format == "json" else output_format,
+        )
+    except ClientProposalsError as exc:
+        raise _invalid_proposals(exc) from None

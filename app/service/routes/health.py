@@ -1,4 +1,4 @@
-"""Operations: ``/healthz`` (alive), ``/readyz`` (model loaded and warm), ``/metrics``.
+"""Operations: ``/healthz`` (alive), ``/readyz`` (``MODEL_NAME`` loaded and warm), ``/metrics``.
 
 All three are open even when ``API_KEY`` is set: probes and Prometheus scrapers carry no
 credentials, and none of them reveals more than counts, latencies and the model's name.
@@ -9,8 +9,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from app.service.deps import MetricsDep, StateDep
-from app.service.schemas import ErrorResponse, HealthResponse, ModelRef, ReadyResponse
+from app.service.api_models import ErrorResponse, HealthResponse, ModelRef, ReadyResponse
+from app.service.deps import MetricsDep, RegistryDep
 
 router = APIRouter(tags=["operations"])
 
@@ -27,18 +27,19 @@ async def healthz() -> HealthResponse:
     responses={503: {"model": ReadyResponse, "description": "loading, failed or stopping"}},
     summary="Readiness",
 )
-async def readyz(state: StateDep) -> JSONResponse:
-    """200 once the model is loaded and warmed up; 503 with the reason before (or after)."""
-    engine = state.engine
-    if state.status == "ready" and engine is not None:
-        model = engine.detector.model
+async def readyz(registry: RegistryDep) -> JSONResponse:
+    """200 once ``MODEL_NAME`` is loaded and warmed up; 503 with the reason before (or after)."""
+    status, reason = registry.status(registry.settings.model_name)
+    serving = registry.engine
+    if status == "ready" and serving is not None:
+        model = serving.detector.model
         body = ReadyResponse(
             status="ready",
             model=ModelRef(name=model.name, version=model.version),
-            device=str(engine.detector.device),
+            device=str(serving.detector.device),
         )
         return JSONResponse(body.model_dump(mode="json"))
-    body = ReadyResponse(status=state.status, reason=state.reason)
+    body = ReadyResponse(status=status, reason=reason)
     return JSONResponse(body.model_dump(mode="json"), status_code=503)
 
 

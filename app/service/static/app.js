@@ -1,5 +1,6 @@
 // The demo page: upload an image to POST /detect, draw the boxes on a canvas, filter them by
-// confidence on the client (no new request), switch single/multi scale, show stage timings.
+// confidence on the client (no new request), pick the model, switch single/multi scale, show
+// stage timings.
 "use strict";
 
 const PALETTE = [
@@ -35,6 +36,32 @@ function authHeaders() {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
+function selectedModel() {
+  return $("model").value;
+}
+
+// Fill the model picker from GET /v1/models (the loaded models, MODEL_NAME first); keep the
+// choice when it is still loaded.
+async function loadModels() {
+  try {
+    const response = await fetch("/v1/models", { headers: authHeaders() });
+    if (!response.ok) return;
+    const body = await response.json();
+    const picker = $("model");
+    const chosen = picker.value;
+    picker.replaceChildren();
+    for (const model of body.models) {
+      const option = document.createElement("option");
+      option.value = model.name;
+      option.textContent = `${model.name} ${model.version}`;
+      picker.append(option);
+    }
+    if (body.models.some((model) => model.name === chosen)) picker.value = chosen;
+  } catch (error) {
+    // the picker keeps its default entry: requests go to MODEL_NAME
+  }
+}
+
 async function checkModel() {
   try {
     const response = await fetch("/readyz");
@@ -55,6 +82,7 @@ async function detect() {
   form.append("image", state.file);
   // Every detection comes back (min_confidence=0); the slider filters them here, no new request.
   const params = new URLSearchParams({ scales: selectedScales(), min_confidence: "0" });
+  if (selectedModel()) params.set("model", selectedModel());
   try {
     const response = await fetch(`/detect?${params}`, {
       method: "POST",
@@ -215,8 +243,11 @@ function setUp() {
   for (const radio of document.querySelectorAll('input[name="scales"]')) {
     radio.addEventListener("change", () => detect());
   }
+  $("model").addEventListener("change", () => detect());
+  $("api-key").addEventListener("change", () => loadModels());
   $("confidence-value").textContent = minConfidence().toFixed(2);
   checkModel();
+  loadModels();
 }
 
 document.addEventListener("DOMContentLoaded", setUp);

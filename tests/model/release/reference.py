@@ -374,3 +374,28 @@ def reference_nms(boxes: np.ndarray, scores: np.ndarray, overlap: float = 0.3) -
                 remaining.append(i)
         order = remaining
     return keep
+
+
+def reference_test_path(
+    scores: np.ndarray,
+    windows: np.ndarray,
+    boxes: np.ndarray | None,
+    max_per_class: int,
+    overlap: float = 0.3,
+) -> list[tuple[float, np.ndarray]]:
+    """The release's test path for one class (``spp_test.m`` then
+    ``spp_test_bbox_regressor.m``): the ``max_per_class`` best-scoring windows, NMS on those
+    windows unregressed, then the survivors' regressed boxes.
+
+    Args:
+        scores: [N] the class's SVM scores.
+        windows: [N, 4] the windows (0-based).
+        boxes: [N, 4] the class's regressed boxes (0-based), or ``None``: the windows.
+
+    Returns:
+        ``(score, box)`` per detection, best first.
+    """
+    best = sorted(range(len(scores)), key=lambda i: -scores[i])[:max_per_class]
+    kept = reference_nms(windows[best].astype(np.float64), scores[best], overlap)
+    final = boxes if boxes is not None else windows.astype(np.float64)
+    return [(float(scores[best[j]]), final[best[j]]) for j in kept]

@@ -110,6 +110,8 @@ def test_manifest_carries_each_difference_from_spec(tmp_path: Path) -> None:
         None,
         "none",
     )
+    assert det.default_scales == "multi" and det.nms_before_regression
+    assert manifest.proposals.min_size == 20.0
     assert (win.scale_choice, win.target_side, win.area_extent) == (
         "expected_scale",
         13 * 16,

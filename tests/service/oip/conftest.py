@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from fastapi import Depends, FastAPI, Header, HTTPException
 
-from app.service.oip.errors import OipError
+from app.service.detection_options import DetectionParams as DetectParams
 from app.service.oip.grpc_server import OipGrpcServer
 from app.service.oip.http import create_oip_router
-from app.service.oip.spp import LoadedModel, SppBackend
-from app.service.schemas import DetectParams
+from app.service.oip.protocol_errors import OipError
+from app.service.oip.spp_backend import LoadedModel, OneModel, SppBackend
 
 MODEL = "shapes"
 CLASSES = ("circle", "square", "triangle")
@@ -110,7 +110,7 @@ def require_key(x_api_key: str | None = Header(None)) -> None:
 
 def make_backend(engine: FakeEngine, max_image_bytes: int = 1 << 20) -> SppBackend:
     return SppBackend(
-        engine, model_name=MODEL, server_version="9.9", max_image_bytes=max_image_bytes
+        OneModel(MODEL, engine), server_version="9.9", max_image_bytes=max_image_bytes
     )
 
 

@@ -11,8 +11,8 @@ import pytest
 import tritonclient.http as httpclient
 
 from app.service.oip.codec import encode_infer_response, parse_infer_request
-from app.service.oip.errors import OipError
 from app.service.oip.messages import OutputTensor
+from app.service.oip.protocol_errors import OipError
 
 
 def triton_body(inputs: list[Any], **kwargs: Any) -> tuple[bytes, str | None]:

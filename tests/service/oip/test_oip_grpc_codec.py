@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2
 
-from app.service.oip.errors import OipError
 from app.service.oip.grpc_codec import CONTENTS_FIELDS, request_from_proto, response_to_proto
 from app.service.oip.messages import OutputTensor
 from app.service.oip.protocol import load_protocol
+from app.service.oip.protocol_errors import OipError
 from app.service.oip.tensors import NUMPY_DTYPES
 
 
@@ -18,10 +18,11 @@ def test_every_datatype_has_a_contents_field_but_fp16() -> None:
     assert set(CONTENTS_FIELDS) | {"FP16"} == set(NUMPY_DTYPES)
 
 
-def test_service_has_the_six_rpcs() -> None:
+def test_service_has_the_six_rpcs_and_the_repository_extension() -> None:
     methods = [m.name for m in load_protocol().service.methods]
     assert methods == [
         "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer",
+        "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
     ]  # fmt: skip
 
 

@@ -8,15 +8,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.service.oip.errors import OipError
-from app.service.oip.spp import (
+from app.service.detection_options import DetectionParams as DetectParams
+from app.service.oip.protocol_errors import OipError
+from app.service.oip.spp_backend import (
+    OneModel,
     SppBackend,
     detect_params,
     detection_arrays,
     probability_arrays,
     resolve_class_ids,
 )
-from app.service.schemas import DetectParams
 
 
 def test_detect_params_defaults_are_detects() -> None:
@@ -52,7 +53,7 @@ def test_probabilities_need_every_class(oip: Any) -> None:
 
 def test_image_over_the_limit_is_413(oip: Any, png: bytes) -> None:
     backend = SppBackend(
-        oip.FakeEngine(), model_name=oip.model, server_version="1", max_image_bytes=len(png) - 1
+        OneModel(oip.model, oip.FakeEngine()), server_version="1", max_image_bytes=len(png) - 1
     )
     image = np.empty(1, dtype=object)
     image[0] = png
@@ -66,7 +67,7 @@ def test_image_over_the_limit_is_413(oip: Any, png: bytes) -> None:
 
 def test_metadata_before_the_model_is_loaded(oip: Any) -> None:
     engine = oip.FakeEngine(is_ready=False)
-    backend = SppBackend(engine, model_name=oip.model, server_version="1", max_image_bytes=1)
+    backend = SppBackend(OneModel(oip.model, engine), server_version="1", max_image_bytes=1)
     classify = backend.model_metadata(oip.classify_model)
     assert classify is not None and classify.versions == ()
     assert [spec.shape for spec in classify.outputs] == [(-1,), (-1,)]

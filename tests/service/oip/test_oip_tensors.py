@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from app.service.oip.errors import OipError
+from app.service.oip.protocol_errors import OipError
 from app.service.oip.tensors import (
     NUMPY_DTYPES,
     join_bytes_elements,

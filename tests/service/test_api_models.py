@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from app.inference.detector import DetectOptions
-from app.service.schemas import DetectParams, UnknownClassError, class_ids_from_names
+from app.service.api_models import DetectParams
+from app.service.detection_options import UnknownClassError, class_ids_from_names
 
 CLASSES = ["circle", "square", "triangle"]
 

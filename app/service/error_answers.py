@@ -6,6 +6,9 @@ over HTTP, a status code and details over gRPC).
 exception                  status  message
 =========================  ======  =====================================================
 ``ImageError``             4xx     its own message (see :mod:`app.imaging`)
+``ServingError``           4xx/5xx its own status and message (model not loaded 404, not
+                                   ready 503, load refused or failed; see
+                                   :mod:`app.service.serving_errors`)
 ``Overloaded``             503     ``server busy: too many requests in progress, retry later``
                                    (+ ``Retry-After: 1``)
 ``ShuttingDown``           503     ``the service is shutting down``
@@ -35,7 +38,8 @@ from app.service.batching import (
     ShuttingDown,
 )
 from app.service.metrics import ServiceMetrics
-from app.service.oip.errors import ErrorTranslator, OipError
+from app.service.oip.protocol_errors import ErrorTranslator, OipError
+from app.service.serving_errors import ServingError
 from app.service.settings import Settings
 
 RETRY_AFTER_S = "1"
@@ -76,6 +80,8 @@ def engine_error_answer(
     metrics; ``None`` for an exception not in the table."""
     if isinstance(exc, ImageError):
         return exc.status_code, exc.message, {}
+    if isinstance(exc, ServingError):
+        return exc.status_code, exc.message, exc.headers
     answer = ENGINE_ERRORS.get(type(exc))
     if answer is None:
         return None
@@ -94,7 +100,7 @@ def install_error_handlers(app: FastAPI, settings: Settings, metrics: ServiceMet
         status, message, headers = answer
         return JSONResponse({"detail": message}, status_code=status, headers=headers or None)
 
-    kinds: list[type[Exception]] = [ImageError, *ENGINE_ERRORS]
+    kinds: list[type[Exception]] = [ImageError, ServingError, *ENGINE_ERRORS]
     for kind in kinds:
         app.add_exception_handler(kind, handle)
 

@@ -1,18 +1,18 @@
-"""Request options and response bodies of the HTTP API (pydantic models, shown in /docs), and
-the ``classes`` option resolved to class ids (shared by ``/detect`` and the v2 detection model)."""
+"""Request options and response bodies of the service's own HTTP routes (pydantic models,
+shown in /docs). The detection options themselves live in :mod:`app.service.detection_options`,
+shared with the Open Inference Protocol."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.inference.detector import DetectionResult, DetectOptions, Prediction
+from app.inference.detector import DetectionResult, Prediction
+from app.service.detection_options import MAX_PROPOSALS_LIMIT, DetectionParams
+from app.service.proposing import ProposalsSource
 
 OutputFormat = Literal["json", "png", "jpeg"]
-ProposalsSource = Literal["selective_search", "client", "cache"]
-MAX_PROPOSALS_LIMIT = 10_000
 #: The multipart field of ``POST /detect`` carrying the client's own proposals (JSON).
 PROPOSALS_FIELD = "proposals"
 #: Its most bytes: room for ``MAX_PROPOSALS_LIMIT`` boxes of four numbers written with up to
@@ -20,73 +20,16 @@ PROPOSALS_FIELD = "proposals"
 MAX_PROPOSALS_FIELD_BYTES = 64 * MAX_PROPOSALS_LIMIT
 
 
-class DetectParams(BaseModel):
+class DetectParams(DetectionParams):
     """Options of ``POST /detect``: query parameters, or form fields next to the image
     (a query parameter wins over a form field of the same name). Unknown names are a 422."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    scales: Literal["single", "multi"] = Field(
-        "single", description="single: one scale (688); multi: the manifest's scale set"
-    )
-    max_proposals: int | None = Field(
-        None,
-        ge=1,
-        le=MAX_PROPOSALS_LIMIT,
-        description="cap on selective-search windows, and the most boxes a 'proposals' field "
-        "may hold (default: the model's, 2000)",
-    )
-    min_confidence: float = Field(
-        0.5,
-        ge=0.0,
-        le=1.0,
-        allow_inf_nan=False,
-        description="drop detections whose calibrated confidence is below this (0: keep all)",
-    )
-    nms_iou: float | None = Field(
-        None, gt=0.0, le=1.0, allow_inf_nan=False, description="per-class NMS IoU threshold"
-    )
-    max_detections: int | None = Field(None, ge=1, le=10_000, description="keep the best N")
-    classes: str | None = Field(
-        None, max_length=4096, description="comma-separated labels to keep (default: all)"
+    model: str | None = Field(
+        None, max_length=128, description="the loaded model that answers (default: MODEL_NAME)"
     )
     format: OutputFormat | None = Field(
         None, description="json, or png/jpeg for the image with boxes drawn (overrides Accept)"
     )
-
-    def detect_options(self, class_ids: tuple[int, ...] | None) -> DetectOptions:
-        """The detector's options for these parameters; ``class_ids``: :attr:`classes`
-        resolved (:func:`class_ids_from_names`), ``None`` for all classes."""
-        return DetectOptions(
-            scales=self.scales,
-            nms_iou=self.nms_iou,
-            min_confidence=self.min_confidence,
-            class_ids=class_ids,
-            max_detections=self.max_detections,
-        )
-
-
-class UnknownClassError(ValueError):
-    """A ``classes`` option naming labels the model does not have."""
-
-
-def class_ids_from_names(names: str | None, classes: Sequence[str]) -> tuple[int, ...] | None:
-    """A ``classes`` option (comma-separated labels) -> sorted indices into ``classes``;
-    ``None`` (all classes) when it is absent or blank.
-
-    Raises:
-        UnknownClassError: with the message both APIs return, naming the unknown labels and
-            the model's classes.
-    """
-    if names is None or not names.strip():
-        return None
-    wanted = [name.strip() for name in names.split(",") if name.strip()]
-    unknown = [name for name in wanted if name not in classes]
-    if unknown:
-        raise UnknownClassError(
-            f"unknown class name(s): {', '.join(unknown)}; expected some of: {', '.join(classes)}"
-        )
-    return tuple(sorted({classes.index(name) for name in wanted}))
 
 
 class ClassifyParams(BaseModel):
@@ -94,6 +37,9 @@ class ClassifyParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    model: str | None = Field(
+        None, max_length=128, description="the loaded model that answers (default: MODEL_NAME)"
+    )
     top_k: int = Field(5, ge=1, le=1000, description="number of classes returned, best first")
     views: Literal["full", "multi", "detect"] = Field(
         "full",
@@ -224,23 +170,35 @@ class HealthResponse(BaseModel):
 
 
 class ReadyResponse(BaseModel):
-    """``GET /readyz``: ``ready`` (200), or ``loading`` / ``failed`` / ``stopping`` (503)."""
+    """``GET /readyz``: ``ready`` (200), or ``loading`` / ``failed`` / ``stopping`` /
+    ``unloaded`` (503)."""
 
-    status: Literal["ready", "loading", "failed", "stopping"]
+    status: Literal["ready", "loading", "failed", "stopping", "unloaded"]
     reason: str | None = None
     model: ModelRef | None = None
     device: str | None = None
 
 
+class ModelMemoryOut(BaseModel):
+    """Memory of a loaded model, bytes."""
+
+    parameters_bytes: int = Field(description="its weights and buffers")
+    cuda_allocated_bytes: int | None = Field(
+        description="growth of the CUDA allocator while it loaded and warmed up (null off CUDA)"
+    )
+
+
 class ModelInfo(BaseModel):
-    """One loaded model: identity, where it runs, and its manifest summary."""
+    """One loaded model: identity, state, where it runs, memory, and its manifest summary."""
 
     name: str
     version: str
+    state: Literal["READY"] = "READY"
     description: str
     classes: list[str]
     device: str
     load_time_s: float | None
+    memory: ModelMemoryOut
     manifest: dict[str, Any]
 
 

@@ -1,35 +1,43 @@
-"""This service's two models in the protocol, over the engine that runs them.
+"""This service's models in the protocol: every loaded model ``X`` is served as two protocol
+models, over the engine that runs it.
 
 ============================  ==============================  ===================================
 model                         input                           outputs
 ============================  ==============================  ===================================
-``{MODEL_NAME}``              ``IMAGE`` BYTES ``[1]``: the     ``BOXES`` FP32 ``[N, 4]`` (x1, y1,
+``X``                         ``IMAGE`` BYTES ``[1]``: the     ``BOXES`` FP32 ``[N, 4]`` (x1, y1,
                               encoded image file (JPEG, PNG,   x2, y2 pixels), ``SCORES`` FP32
                               ... as for ``/detect``)          ``[N]`` (calibrated confidence),
                                                                ``CLASS_IDS`` INT64 ``[N]``,
                                                                ``LABELS`` BYTES ``[N]``
-``{MODEL_NAME}-classify``     ``IMAGE`` as above               ``PROBABILITIES`` FP32 ``[K]`` and
+``X-classify``                ``IMAGE`` as above               ``PROBABILITIES`` FP32 ``[K]`` and
                                                                ``LABELS`` BYTES ``[K]``, in the
                                                                model's class order
 ============================  ==============================  ===================================
 
 Detection request parameters are ``/detect``'s options (``scales``, ``min_confidence``,
 ``nms_iou``, ``max_detections``, ``classes``, ``max_proposals``), validated by the same
-:class:`~app.service.schemas.DetectParams`; a bad one is a 400. Classification takes none.
+:class:`~app.service.detection_options.DetectionParams`; a bad one is a 400. Classification
+takes none.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 from pydantic import ValidationError
 
-from app.service.oip.errors import OipError, bad_request
-from app.service.oip.messages import ModelMetadata, ServerMetadata, TensorSpec
-from app.service.schemas import DetectParams, UnknownClassError, class_ids_from_names
+from app.service.detection_options import (
+    DetectionParams,
+    UnknownClassError,
+    class_ids_from_names,
+)
+from app.service.oip.messages import EXTENSIONS, ModelMetadata, ServerMetadata, TensorSpec
+from app.service.oip.protocol_errors import OipError, bad_request
 
 CLASSIFY_SUFFIX = "-classify"
 PLATFORM = "pytorch"
@@ -40,8 +48,8 @@ DETECTION_OUTPUTS = (
     TensorSpec("CLASS_IDS", "INT64", (-1,)),
     TensorSpec("LABELS", "BYTES", (-1,)),
 )
-#: ``/detect`` options that make sense without an HTTP answer to shape (``format`` does not).
-DETECT_PARAMETERS = tuple(name for name in DetectParams.model_fields if name != "format")
+#: ``/detect``'s detection options (not ``format`` or ``model``: the protocol has its own).
+DETECT_PARAMETERS = tuple(DetectionParams.model_fields)
 
 
 class DetectionLike(Protocol):
@@ -91,7 +99,7 @@ class SppEngine(Protocol):
         ...
 
     async def detect(
-        self, image: bytes, params: DetectParams, class_ids: tuple[int, ...] | None
+        self, image: bytes, params: DetectionParams, class_ids: tuple[int, ...] | None
     ) -> Sequence[DetectionLike]:
         """Detections of ``image``, best first, as ``/detect`` returns them for ``params``
         (``class_ids``: ``params.classes`` already resolved, ``None`` for all)."""
@@ -102,15 +110,15 @@ class SppEngine(Protocol):
         ...
 
 
-def detect_params(parameters: Mapping[str, Any]) -> DetectParams:
-    """Request parameters -> ``DetectParams`` (400 naming the first bad parameter)."""
+def detect_params(parameters: Mapping[str, Any]) -> DetectionParams:
+    """Request parameters -> ``DetectionParams`` (400 naming the first bad parameter)."""
     unknown = [name for name in parameters if name not in DETECT_PARAMETERS]
     if unknown:
         raise bad_request(
             f"unknown parameter '{unknown[0]}': expected some of " + ", ".join(DETECT_PARAMETERS)
         )
     try:
-        return DetectParams.model_validate(dict(parameters))
+        return DetectionParams.model_validate(dict(parameters))
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(part) for part in first["loc"])
@@ -153,56 +161,110 @@ def probability_arrays(
     return {"PROBABILITIES": probabilities, "LABELS": labels}
 
 
+class SppModels(Protocol):
+    """The models behind the protocol: their names and each one's engine."""
+
+    def names(self) -> Sequence[str]:
+        """The served models (loaded, or loading)."""
+        ...
+
+    def engine(self, name: str) -> SppEngine | None:
+        """The engine of model ``name`` (``None``: no such model)."""
+        ...
+
+    def ready(self) -> bool:
+        """Every model can answer now."""
+        ...
+
+    def admission(self) -> AbstractContextManager[object]:
+        """Admission control around one inference (see ``InferenceBackend.admission``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class OneModel:
+    """:class:`SppModels` of one engine served under one name (``admission``: none)."""
+
+    name: str
+    single: SppEngine
+
+    def names(self) -> Sequence[str]:
+        return (self.name,)
+
+    def engine(self, name: str) -> SppEngine | None:
+        return self.single if name == self.name else None
+
+    def ready(self) -> bool:
+        return self.single.ready()
+
+    def admission(self) -> AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+
 class SppBackend:
     """The :class:`~app.service.oip.backend.InferenceBackend` of the service's models.
 
     Args:
-        engine: what runs the models (:class:`SppEngine`).
-        model_name: the served name (``MODEL_NAME``); classification is ``<name>-classify``.
+        models: what runs the models (:class:`SppModels`); each model ``X`` is served as
+            ``X`` (detection) and ``X-classify``.
         server_version: reported by ``GET /v2``.
         max_image_bytes: largest ``IMAGE`` element (the upload limit of ``/detect``).
+        extensions: the protocol extensions ``GET /v2`` lists.
     """
 
     def __init__(
         self,
-        engine: SppEngine,
+        models: SppModels,
         *,
-        model_name: str,
         server_version: str,
         max_image_bytes: int,
         server_name: str = "spp-service",
+        extensions: tuple[str, ...] = EXTENSIONS,
     ) -> None:
-        self.engine = engine
-        self.detect_name = model_name
-        self.classify_name = model_name + CLASSIFY_SUFFIX
-        self.server = ServerMetadata(server_name, server_version)
+        self.models = models
+        self.server = ServerMetadata(server_name, server_version, extensions)
         self.max_image_bytes = max_image_bytes
 
     def server_metadata(self) -> ServerMetadata:
         return self.server
 
     def live(self) -> bool:
-        return self.engine.live()
+        return True
 
     def ready(self) -> bool:
-        return self.engine.ready()
+        return self.models.ready()
+
+    def admission(self) -> AbstractContextManager[object]:
+        return self.models.admission()
+
+    def _resolve(self, name: str) -> tuple[str, bool, SppEngine] | None:
+        """``(model, classify, engine)`` of protocol model ``name``, or ``None``."""
+        for base, classify in ((name, False), (name.removesuffix(CLASSIFY_SUFFIX), True)):
+            if classify and not name.endswith(CLASSIFY_SUFFIX):
+                continue
+            engine = self.models.engine(base)
+            if engine is not None:
+                return base, classify, engine
+        return None
 
     def model_ready(self, name: str) -> bool:
-        return name in (self.detect_name, self.classify_name) and self.engine.ready()
+        found = self._resolve(name)
+        return found is not None and found[2].ready()
 
     def model_metadata(self, name: str) -> ModelMetadata | None:
-        loaded = self.engine.loaded_model()
+        found = self._resolve(name)
+        if found is None:
+            return None
+        loaded = found[2].loaded_model()
         versions = (loaded.version,) if loaded is not None else ()
-        if name == self.detect_name:
+        if not found[1]:
             return ModelMetadata(name, versions, PLATFORM, (IMAGE,), DETECTION_OUTPUTS)
-        if name == self.classify_name:
-            k = len(loaded.classes) if loaded is not None else -1
-            outputs = (
-                TensorSpec("PROBABILITIES", "FP32", (k,)),
-                TensorSpec("LABELS", "BYTES", (k,)),
-            )
-            return ModelMetadata(name, versions, PLATFORM, (IMAGE,), outputs)
-        return None
+        k = len(loaded.classes) if loaded is not None else -1
+        outputs = (
+            TensorSpec("PROBABILITIES", "FP32", (k,)),
+            TensorSpec("LABELS", "BYTES", (k,)),
+        )
+        return ModelMetadata(name, versions, PLATFORM, (IMAGE,), outputs)
 
     def _image(self, inputs: Mapping[str, np.ndarray]) -> bytes:
         image = inputs[IMAGE.name].reshape(-1)[0]
@@ -214,17 +276,19 @@ class SppBackend:
     async def infer(
         self, name: str, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]
     ) -> dict[str, np.ndarray]:
-        loaded = self.engine.loaded_model()
-        if loaded is None:
+        found = self._resolve(name)
+        loaded = found[2].loaded_model() if found is not None else None
+        if found is None or loaded is None:
             raise OipError(503, f"model '{name}' is not ready", headers={"Retry-After": "5"})
-        if name == self.classify_name:
+        _, classify, engine = found
+        if classify:
             if parameters:
                 raise bad_request(
                     f"model '{name}' takes no parameters, got '{next(iter(parameters))}'"
                 )
-            predictions = await self.engine.classify(self._image(inputs))
+            predictions = await engine.classify(self._image(inputs))
             return probability_arrays(predictions, loaded.classes)
         params = detect_params(parameters)
         class_ids = resolve_class_ids(params.classes, loaded.classes)
-        detections = await self.engine.detect(self._image(inputs), params, class_ids)
+        detections = await engine.detect(self._image(inputs), params, class_ids)
         return detection_arrays(detections)
