@@ -21,9 +21,6 @@ import signal
 from types import FrameType
 
 import uvicorn
-from pydantic import ValidationError
-
-from app.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -87,21 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"port {args.port} is out of range; use 0-65535")
     if args.workers < 1:
         parser.error(f"workers must be at least 1, not {args.workers}")
-    if args.workers > 1 and _grpc_port() != 0:
-        parser.error(
-            f"{args.workers} workers would each open the gRPC server on GRPC_PORT; "
-            "set GRPC_PORT=0 with several workers, or run one process per container"
-        )
     return args
-
-
-def _grpc_port() -> int:
-    """The ``GRPC_PORT`` the app will use (environment or ``.env``); 0 when the settings do
-    not validate (the app reports that itself at start)."""
-    try:
-        return Settings().grpc_port
-    except ValidationError:
-        return 0
 
 
 def main(argv: list[str] | None = None) -> None:

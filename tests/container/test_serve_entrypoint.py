@@ -33,16 +33,10 @@ def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (args.host, args.port) == ("127.0.0.1", 8000)
 
 
-def test_several_workers_need_grpc_off(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Each worker would bind GRPC_PORT: refused with one line, accepted with GRPC_PORT=0."""
+def test_several_workers_keep_grpc_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sibling workers share GRPC_PORT (tests/service/test_service_workers.py runs them)."""
     monkeypatch.setenv("WEB_CONCURRENCY", "2")
     monkeypatch.setenv("GRPC_PORT", "8081")
-    with pytest.raises(SystemExit):
-        parse_args([])
-    assert "set GRPC_PORT=0 with several workers" in capsys.readouterr().err
-    monkeypatch.setenv("GRPC_PORT", "0")
     assert parse_args([]).workers == 2
 
 

@@ -71,8 +71,17 @@ def grpc_serving_workers(master: int, port: int) -> set[int]:
     return {pid for pid in children(master) if holds_socket(pid, inodes)}
 
 
-def uvicorn(env: dict[str, str], port: int, *extra: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
+#: The two ways to start the server: uvicorn's own command line, and the image's entry point.
+LAUNCHERS = {
+    "uvicorn": [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"],
+    "serve": [sys.executable, "-m", "app.service.serve", "--host", "127.0.0.1"],
+}
+
+
+def uvicorn(
+    env: dict[str, str], port: int, *extra: str, launcher: str = "uvicorn"
+) -> subprocess.Popen[str]:
+    command = LAUNCHERS[launcher]
     return subprocess.Popen(
         [*command, "--port", str(port), *extra],
         cwd=REPO,
@@ -111,10 +120,12 @@ def env(tmp_path: Path, tiny_model: Any) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def two_workers(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], int]]:
+@pytest.fixture(params=sorted(LAUNCHERS))
+def two_workers(
+    env: dict[str, str], request: pytest.FixtureRequest
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
-    server = uvicorn(env, port, "--workers", "2")
+    server = uvicorn(env, port, "--workers", "2", launcher=request.param)
     try:
         yield server, port
     finally:
