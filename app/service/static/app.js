@@ -81,7 +81,8 @@ async function detect() {
   const form = new FormData();
   form.append("image", state.file);
   // Every detection comes back (min_confidence=0); the slider filters them here, no new request.
-  const params = new URLSearchParams({ scales: selectedScales(), min_confidence: "0" });
+  const params = new URLSearchParams({ min_confidence: "0" });
+  if (selectedScales()) params.set("scales", selectedScales());  // else the model's default
   if (selectedModel()) params.set("model", selectedModel());
   try {
     const response = await fetch(`/detect?${params}`, {
