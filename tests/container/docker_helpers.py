@@ -1,16 +1,12 @@
 """Helpers of the container tests: the docker CLI, containers of the service on the host
-network (free loopback ports), and this checkout's ``.venv`` server to compare them with."""
+network (free loopback ports); tests/live_server.py starts this checkout's server beside them."""
 
 from __future__ import annotations
 
 import contextlib
 import io
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,17 +16,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from live_server import free_port
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def docker(
@@ -115,43 +104,6 @@ def run_container(image: str, extra_args: tuple[str, ...] = ()) -> Iterator[Cont
         yield container
     finally:
         docker("rm", "-f", name, check=False)
-
-
-@contextlib.contextmanager
-def run_venv_server(tmp_dir: Path, env: dict[str, str]) -> Iterator[str]:
-    """``python -m app.service.serve`` of this checkout on a free loopback port -> its URL;
-    stopped with SIGTERM on exit."""
-    port = free_port()
-    log_path = tmp_dir / f"venv-server-{port}.log"
-    full_env = {**os.environ, "PROPOSAL_WORKERS": "2", "GRPC_PORT": "0", **env}
-    command = [
-        sys.executable,
-        "-m",
-        "app.service.serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log, stderr=log)
-
-    def exited() -> str | None:
-        if process.poll() is None:
-            return None
-        return f"server exited {process.returncode}:\n{log_path.read_text(errors='replace')}"
-
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", 300, exited)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(40)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
 
 
 def jpeg(rgb: np.ndarray) -> bytes:

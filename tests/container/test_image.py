@@ -16,7 +16,8 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from docker_helpers import Container, docker, jpeg, run_container, run_venv_server
+from docker_helpers import Container, docker, jpeg, run_container
+from live_server import run_server
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 
@@ -69,7 +70,8 @@ def test_answers_match_the_venv_server(
     (within 0.5 px), /classify the same probabilities, as this checkout's ``.venv`` server."""
     images = {**photos, "shapes": shapes_scene}
     compared = 0
-    with run_venv_server(tmp_path, {"DEVICE": "cpu"}) as venv_url:
+    with run_server(tmp_path, {"DEVICE": "cpu"}, ready_timeout_s=300) as venv:
+        venv_url = venv.url
         for name, image in images.items():
             expected = detections(venv_url, image)
             got = detections(container.url, image)

@@ -7,24 +7,20 @@ service's own OpenAPI document.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from live_server import LiveServer, run_server
 from openapi_fuzzing import fuzz_operations
 from PIL import Image
 
@@ -33,68 +29,6 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 
 pytestmark = pytest.mark.slow
-
-
-@dataclass
-class LiveServer:
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def run_server(
-    tmp_dir: Path, env: dict[str, str], ready_timeout_s: float = 180.0
-) -> Iterator[LiveServer]:
-    """Start the server (``python -m app.service.serve``, uvicorn inside) in a subprocess,
-    wait for ``/readyz`` 200, stop it with SIGTERM after."""
-    port = free_port()
-    log_path = tmp_dir / f"server-{port}.log"
-    full_env = {
-        **os.environ, "LOG_LEVEL": "INFO", "PROPOSAL_WORKERS": "2", "GRPC_PORT": "0", **env
-    }  # fmt: skip
-    command = [
-        sys.executable,
-        "-m",
-        "app.service.serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log, stderr=log)
-    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}:\n{server.log()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready in {ready_timeout_s} s:\n{server.log()}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(40)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
 
 
 @pytest.fixture(scope="module")
