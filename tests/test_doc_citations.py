@@ -38,8 +38,8 @@ _CITATION = re.compile(
 _BARE_SECTIONS = re.compile(rf"§§?\s*(?P<numbers>{_SECTION}(?:{_SEPARATOR}{_SECTION})*)")
 _HEADING = re.compile(r"^#{1,6}[ \t]+(?P<text>.+?)[ \t]*$", re.MULTILINE)
 _NUMBERED = re.compile(rf"^(?P<number>{_SECTION})\.?(?:\s|$)")
-#: Documents that are not in the repository, by the names code used to cite them (the brief's
-#: and the guide's names are spelled in two pieces so that a plain grep for it finds only real citations).
+#: Documents that are not in the repository, by the names code used to cite them (spelled in
+#: two pieces here, so that a plain grep for them finds only real citations).
 _BRIEF = "SP" + "EC"
 _GUIDE = "STY" + "LE"
 _OUTSIDE = {
