@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeAlias, get_args
@@ -24,6 +25,22 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def fail(message: str) -> NoReturn:
     """Exit with ``spp: message`` on stderr (status 1), no traceback."""
     raise SystemExit(f"spp: {message}")
+
+
+def write_or_check(path: Path, text: str, *, check: bool, fix: str) -> int:
+    """Write the generated ``text`` to ``path``, or with ``check`` only compare: 1 (and the
+    command ``fix`` that updates it) when ``path`` is missing or differs, else 0."""
+    if check:
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
+        if current != text:
+            state = "missing" if current is None else "out of date"
+            sys.stderr.write(f"spp: {path} is {state}; run `{fix}`\n")
+            return 1
+        sys.stdout.write(f"{path} is up to date\n")
+        return 0
+    path.write_text(text, encoding="utf-8")
+    sys.stdout.write(f"wrote {path}\n")
+    return 0
 
 
 def package_version() -> str:

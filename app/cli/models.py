@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from app.cli.common import SubParsers, fail, json_arg, store_arg
+from app.cli.common import SubParsers, fail, json_arg, store_arg, write_or_check
 
 
 def add_parser(sub: SubParsers, store: str) -> None:
@@ -79,17 +79,5 @@ def run_card(args: argparse.Namespace) -> int:
         text = render_model_card(read_manifest(model_dir))
     except ModelLoadError as exc:
         fail(str(exc))
-    path = model_dir / CARD_FILE
-    if args.check:
-        current = path.read_text(encoding="utf-8") if path.is_file() else None
-        if current != text:
-            sys.stderr.write(
-                f"spp: {path} is {'missing' if current is None else 'out of date'}; "
-                f"run `spp models card {args.name} --store {args.store}`\n"
-            )
-            return 1
-        sys.stdout.write(f"{path} is up to date\n")
-        return 0
-    path.write_text(text, encoding="utf-8")
-    sys.stdout.write(f"wrote {path}\n")
-    return 0
+    fix = f"spp models card {args.name} --store {args.store}"
+    return write_or_check(model_dir / CARD_FILE, text, check=args.check, fix=fix)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.cli.common import SubParsers, fail
+from app.cli.common import SubParsers, fail, write_or_check
 
 
 def add_parser(sub: SubParsers, store: str) -> None:
@@ -42,13 +42,5 @@ def run_fields(args: argparse.Namespace) -> int:
         updated = with_table(text, table)
     except (OSError, ValueError) as exc:
         fail(f"{path}: {exc}")
-    if args.check:
-        if updated != text:
-            sys.stderr.write(f"spp: {path}: the recipe table is stale; run `spp recipe fields "
-                             f"--write {path}`\n")  # fmt: skip
-            return 1
-        sys.stdout.write(f"{path}: the recipe table is current\n")
-        return 0
-    path.write_text(updated, encoding="utf-8")
-    sys.stdout.write(f"wrote the recipe table into {path}\n")
-    return 0
+    fix = f"spp recipe fields --write {path}"
+    return write_or_check(path, updated, check=bool(args.check), fix=fix)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
@@ -166,8 +165,6 @@ def test_two_workers_serve_http_and_grpc_and_a_second_server_is_refused(
             timeout=60,
         )
         assert answer.status_code in (200, 503), answer.text  # 503: a worker still warming up
-    image = grpcclient.InferInput("IMAGE", [1], "BYTES")
-    image.set_data_from_numpy(np.array([png], dtype=object))
     for _ in range(6):  # a new channel each time: connections spread over the workers
         with grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}") as client:
             assert client.is_server_live()
